@@ -1,0 +1,35 @@
+# The README's two commands: `make run` (train on the built-in synthetic data) and `make test`.
+# Both install first. TORCH_SPEC picks the torch build: torch==2.13.0 is the CPU wheel on machines that
+# carry it locally; elsewhere set e.g. TORCH_SPEC=torch (default CUDA build) or add
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu for a CPU-only box.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -c "import torch" 2>/dev/null || \
+		$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $@
+
+run: install
+	$(BIN)/translearn-train $(ARGS)
+
+test: install
+	$(BIN)/python -m pytest -q $(ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+
+bench: install
+	$(BIN)/python experiments/bench/bench_mf.py
+
+clean:
+	rm -rf $(VENV) .cache outputs multirun

@@ -1,0 +1,3 @@
+"""translearn: transfer learning for recommendation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,103 @@
+"""Build the run's parts from a composed config: data, model, strategy, data module, trainer.
+
+Each builder reads only its part of the config and passes typed arguments on, so the parts stay
+usable without Hydra (see docs/python_api.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from translearn.checkpoint_io import AtomicCheckpointIO
+from translearn.data.datamodule import CrossDomainDataModule
+from translearn.data.prepare import prepare
+from translearn.data.prepared import PreparedData
+from translearn.models.recommender import Recommender
+from translearn.strategies.base import TransferStrategy
+
+
+class ConfigError(ValueError):
+    """A config entry could not be built; the message starts with its key."""
+
+
+def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
+    """``instantiate`` that names the config key in the error and shows the real cause."""
+    try:
+        return instantiate(node, _convert_="all", **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}") from cause
+
+
+def build_data(data_cfg: DictConfig, cache_dir: str | Path | None) -> PreparedData:
+    """Load, preprocess and split (or read the cache) as ``data_cfg`` says."""
+    source = _instantiate(data_cfg.dataset, "data.dataset")
+    preprocess = {name: _instantiate(step, f"data.preprocess.{name}")
+                  for name, step in (data_cfg.get("preprocess") or {}).items() if step is not None}
+    return prepare(
+        source=source,
+        target=data_cfg.target_domain,
+        sources=list(data_cfg.source_domains or []),
+        preprocess=preprocess,
+        split=_instantiate(data_cfg.split, "data.split"),
+        protocol=_instantiate(data_cfg.protocol, "data.protocol"),
+        seed=int(data_cfg.seed),
+        cache_dir=cache_dir,
+    )
+
+
+def strategy_class(cfg: DictConfig) -> type[TransferStrategy]:
+    cls = get_class(cfg.strategy._target_)
+    if not (isinstance(cls, type) and issubclass(cls, TransferStrategy)):
+        raise TypeError(f"config key 'strategy._target_': {cfg.strategy._target_} is not a TransferStrategy")
+    return cls
+
+
+def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
+    """Domains the model needs item towers for: the target, plus the sources if the strategy uses them."""
+    return [prepared.target, *prepared.sources] if strategy_class(cfg).uses_sources else [prepared.target]
+
+
+def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
+    factory = _instantiate(cfg.model, "model")
+    return factory(num_users=prepared.num_users,
+                   num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+
+
+def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) -> TransferStrategy:
+    return _instantiate(
+        cfg.strategy, "strategy",
+        model=model,
+        target_domain=prepared.target,
+        source_domains=list(prepared.sources),
+        optimizer=_instantiate(cfg.optimizer, "optimizer"),
+        loss=_instantiate(cfg.loss, "loss"),
+        ks=list(cfg.evaluation.ks),
+        metrics=list(cfg.evaluation.metrics),
+    )
+
+
+def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
+    return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=int(cfg.data.batch_size),
+                                 num_negatives=int(cfg.data.num_negatives),
+                                 eval_batch_size=int(cfg.data.eval_batch_size), seed=int(cfg.seed))
+
+
+def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:
+    loggers = [_instantiate(c, f"logger.{k}") for k, c in (cfg.get("logger") or {}).items() if c is not None]
+    callbacks = [_instantiate(c, f"callbacks.{k}") for k, c in (cfg.get("callbacks") or {}).items()
+                 if c is not None]
+    for lg in loggers:
+        if hasattr(lg, "log_hyperparams"):
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    kwargs = {"logger": loggers or False, "callbacks": callbacks, "plugins": [AtomicCheckpointIO()],
+              "default_root_dir": cfg.paths.output_dir, **overrides}
+    if not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks):
+        kwargs.setdefault("enable_checkpointing", False)
+    return _instantiate(cfg.trainer, "trainer", **kwargs)

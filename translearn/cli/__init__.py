@@ -1,0 +1,1 @@
+"""Command-line entry points: translearn-train, translearn-eval, translearn-data."""

@@ -1,0 +1,107 @@
+"""translearn-eval: evaluate a finished run's checkpoint on the validation and test splits.
+
+  translearn-eval outputs/runs/2026-11-28_10-00-00-000000
+  translearn-eval RUN --checkpoint last --split test
+  translearn-eval RUN data/protocol=sampled       # same model, sampled-negatives protocol
+
+The run's saved config (RUN/.hydra/config.yaml) rebuilds the data and model; extra overrides change
+it: ``key=value`` sets a value, ``group/sub=option`` (or ``group.sub=option``) swaps in a config file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from translearn.cli.config import config_dir, normalise_overrides
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
+    """Apply ``key=value`` and ``group/option`` overrides to a saved run config."""
+    for item in normalise_overrides(overrides):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"translearn-eval: override {item!r} is not key=value")
+        if "/" in key:
+            path = config_dir() / key / f"{value}.yaml"
+            if not path.is_file():
+                raise SystemExit(f"translearn-eval: no config {path}")
+            node = OmegaConf.load(path)
+            node.pop("defaults", None)
+            OmegaConf.update(cfg, key.replace("/", "."), node, merge=False)
+        else:
+            OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else value, merge=False)
+    return cfg
+
+
+def load_run_config(run: Path, overrides: list[str]) -> DictConfig:
+    saved = run / ".hydra" / "config.yaml"
+    if not saved.is_file():
+        raise SystemExit(f"translearn-eval: {run} is not a run folder (no .hydra/config.yaml)")
+    cfg = OmegaConf.load(saved)
+    cfg.paths.output_dir = str(run)
+    return apply_overrides(cfg, overrides)
+
+
+def pick_checkpoint(run: Path, choice: str) -> Path:
+    if choice not in ("best", "last"):
+        return Path(choice)
+    if choice == "last":
+        return run / "checkpoints" / "last.ckpt"
+    metrics = run / "metrics.json"
+    best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
+    if best and Path(best).is_file():
+        return Path(best)
+    found = sorted((run / "checkpoints").glob("best-*.ckpt"))
+    if not found:
+        raise SystemExit(f"translearn-eval: no best checkpoint in {run / 'checkpoints'}")
+    return found[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="translearn-eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split("\n\n", 1)[1])
+    parser.add_argument("run", type=Path, help="a run folder written by translearn-train")
+    parser.add_argument("overrides", nargs="*", help="config overrides (see above)")
+    parser.add_argument("--checkpoint", default="best", help="best (default), last, or a .ckpt path")
+    parser.add_argument("--split", choices=["valid", "test", "both"], default="both")
+    parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from translearn.build import build_data, build_datamodule, build_model, build_strategy
+    from translearn.report import format_metrics
+
+    cfg = load_run_config(args.run, args.overrides)
+    ckpt = pick_checkpoint(args.run, args.checkpoint)
+    if not ckpt.is_file():
+        raise SystemExit(f"translearn-eval: checkpoint {ckpt} does not exist")
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    strategy.load_state_dict(state)
+    datamodule = build_datamodule(cfg, prepared, strategy)
+    import pytorch_lightning as pl
+
+    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    results: dict[str, float] = {}
+    if args.split in ("valid", "both"):
+        results.update(trainer.validate(strategy, datamodule=datamodule, verbose=False)[0])
+    if args.split in ("test", "both"):
+        results.update(trainer.test(strategy, datamodule=datamodule, verbose=False)[0])
+    results = {k: float(v) for k, v in sorted(results.items())}
+    print(format_metrics(results, title=f"{args.run} ({ckpt.name})"))
+    if args.out:
+        args.out.write_text(json.dumps({"checkpoint": str(ckpt), **results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

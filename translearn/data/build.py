@@ -1,0 +1,116 @@
+"""Turn raw ids into the shared index space: ``RawDomain`` records -> ``CrossDomainData``.
+
+Every source reader ends here, so id handling is the same for all formats:
+- ids that are all integers stay int64 (and sort numerically), otherwise they become strings;
+- ``None``, NaN and empty strings are missing ids and map to index ``MISSING`` (-1);
+- users get one index across all domains, items one index per domain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from translearn.data.schema import MISSING, CrossDomainData, Domain, Interactions
+
+
+@dataclass
+class RawDomain:
+    """One domain as read from disk, before indexing.
+
+    users, items:   [N] raw ids (any dtype; None/NaN/"" = missing)
+    ratings, order: [N] float, or None
+    catalog:        [M] raw item ids that have side information (items may appear here without
+                    interactions); item_text / item_attributes are aligned with it.
+    """
+
+    users: np.ndarray
+    items: np.ndarray
+    ratings: np.ndarray | None = None
+    order: np.ndarray | None = None
+    catalog: np.ndarray | None = None
+    item_text: np.ndarray | None = None
+    item_attributes: np.ndarray | None = None
+
+
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    """True where a raw id is missing (None, NaN or an empty/blank string)."""
+    series = pd.Series(values, dtype=object if values.dtype.kind not in "iuf" else values.dtype)
+    missing = series.isna().to_numpy().copy()
+    if values.dtype.kind in "OUS":
+        missing |= series.astype(str).str.strip().eq("").to_numpy() & ~missing
+    return missing
+
+
+def normalise_ids(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Give several raw id arrays one common dtype.
+
+    Returns (values, missing masks). Values are int64 when every present id in every array is an
+    integer, else str (stripped). Missing positions hold 0 or "" and must be read with the mask.
+    """
+    masks = [_missing_mask(a) for a in arrays]
+    as_int: list[np.ndarray] = []
+    for a, m in zip(arrays, masks, strict=True):
+        present = a[~m]
+        if a.dtype.kind in "iu":
+            as_int.append(a.astype(np.int64))
+            continue
+        numeric = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").to_numpy(dtype=float)
+        if np.isnan(numeric).any() or (numeric != np.round(numeric)).any():
+            as_int = []
+            break
+        out = np.zeros(len(a), dtype=np.int64)
+        out[~m] = numeric.astype(np.int64)
+        as_int.append(out)
+    if len(as_int) == len(arrays):
+        return as_int, masks
+    as_str = []
+    for a, m in zip(arrays, masks, strict=True):
+        out = np.asarray(pd.Series(a, dtype=object).astype(str).str.strip().to_numpy(), dtype=str)
+        out[m] = ""
+        as_str.append(out)
+    return as_str, masks
+
+
+def _index(values: np.ndarray, missing: np.ndarray, vocab: np.ndarray) -> np.ndarray:
+    """Positions of ``values`` in the sorted ``vocab``; MISSING where ``missing``."""
+    idx = np.searchsorted(vocab, values).astype(np.int64)
+    idx[missing] = MISSING
+    return idx
+
+
+def build_cross_domain(raw: Mapping[str, RawDomain]) -> CrossDomainData:
+    """Index raw ids: one user vocabulary over all domains, one item vocabulary per domain."""
+    if not raw:
+        raise ValueError("no domains to build")
+    names = list(raw)
+    users, user_missing = normalise_ids([np.asarray(raw[n].users) for n in names])
+    user_vocab = np.unique(np.concatenate([u[~m] for u, m in zip(users, user_missing, strict=True)]))
+    domains: dict[str, Domain] = {}
+    for k, name in enumerate(names):
+        r = raw[name]
+        parts = [np.asarray(r.items)] + ([np.asarray(r.catalog)] if r.catalog is not None else [])
+        item_vals, item_missing = normalise_ids(parts)
+        present = [v[~m] for v, m in zip(item_vals, item_missing, strict=True)]
+        item_vocab = np.unique(np.concatenate(present))
+        interactions = Interactions(
+            users=_index(users[k], user_missing[k], user_vocab),
+            items=_index(item_vals[0], item_missing[0], item_vocab),
+            ratings=None if r.ratings is None else np.asarray(r.ratings, dtype=np.float32),
+            order=None if r.order is None else np.asarray(r.order, dtype=np.float64),
+        )
+        text = attrs = None
+        if r.catalog is not None:
+            pos = _index(item_vals[1], item_missing[1], item_vocab)
+            keep = pos != MISSING
+            if r.item_text is not None:
+                text = np.full(len(item_vocab), "", dtype=object)
+                text[pos[keep]] = np.asarray(r.item_text, dtype=object)[keep]
+            if r.item_attributes is not None:
+                attrs = np.full(len(item_vocab), "", dtype=object)
+                attrs[pos[keep]] = np.asarray(r.item_attributes, dtype=object)[keep]
+        domains[name] = Domain(name, interactions, item_vocab, text, attrs)
+    return CrossDomainData(user_ids=user_vocab, domains=domains)

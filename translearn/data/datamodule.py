@@ -1,0 +1,213 @@
+"""Lightning DataModule over ``PreparedData``: vectorised training batches and evaluation rows.
+
+Training batch (one dict per step), for every domain ``d`` the strategy trains on:
+    batch[d] = {"users": [B_d], "items": [B_d], "negatives": [B_d, N], "ratings": [B_d] (if any)}
+The first domain is the anchor: an epoch is one pass over its training rows; every other domain
+contributes ``ceil(B * n_d / n_anchor)`` rows per step, so it is also seen about once per epoch.
+
+Evaluation batch (target domain), under full ranking:
+    {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "ratings": [B, T]?}
+where (exclude_rows, exclude_cols) lists the user's known items to mask (training items, plus the
+validation items when testing). Under sampled negatives each row is one held-out interaction:
+    {"users": [B], "targets": [B, 1] (= 0), "candidates": [B, 1 + K], "ratings": [B, 1]?}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from translearn.data.prepared import PreparedData
+from translearn.data.sampling import NegativeSampler
+from translearn.data.schema import Interactions
+
+
+def _identity(batch: dict) -> dict:
+    return batch
+
+
+class CSR:
+    """Items per user in compressed rows: ``items[indptr[u]:indptr[u + 1]]``."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray, num_users: int) -> None:
+        order = np.argsort(users, kind="stable")
+        self.items = items[order].astype(np.int64)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(users, minlength=num_users))])
+
+    def gather(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row in ``users``, item) pairs of every listed user's items, vectorised."""
+        starts, ends = self.indptr[users], self.indptr[users + 1]
+        lengths = ends - starts
+        rows = np.repeat(np.arange(len(users)), lengths)
+        offsets = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+        return rows, self.items[np.repeat(starts, lengths) + offsets]
+
+
+class TrainBatches(Dataset):
+    """Indexable by anchor-domain training row; ``__getitems__`` builds a whole step's batch at once."""
+
+    def __init__(self, prepared: PreparedData, domains: Sequence[str], num_negatives: int, seed: int) -> None:
+        if not domains:
+            raise ValueError("TrainBatches needs at least one domain")
+        self.domains = list(domains)
+        self.num_negatives = num_negatives
+        self.rows: dict[str, Interactions] = {d: prepared.train(d) for d in self.domains}
+        for d, rows in self.rows.items():
+            if len(rows) == 0:
+                raise ValueError(f"domain {d!r} has no training interactions")
+        self.samplers = {d: NegativeSampler(r.users, r.items, prepared.num_items(d)) for d, r in self.rows.items()}
+        self.rng = np.random.default_rng(seed)
+        self._cursor = {d: 0 for d in self.domains[1:]}
+        self._perm = {d: self.rng.permutation(len(self.rows[d])) for d in self.domains[1:]}
+
+    def __len__(self) -> int:
+        return len(self.rows[self.domains[0]])
+
+    def _next_rows(self, domain: str, n: int) -> np.ndarray:
+        """The next ``n`` rows of a non-anchor domain from a reshuffled-on-exhaustion permutation."""
+        out = []
+        while n > 0:
+            perm, cur = self._perm[domain], self._cursor[domain]
+            take = perm[cur : cur + n]
+            out.append(take)
+            n -= len(take)
+            self._cursor[domain] = cur + len(take)
+            if self._cursor[domain] >= len(perm):
+                self._perm[domain] = self.rng.permutation(len(perm))
+                self._cursor[domain] = 0
+        return np.concatenate(out)
+
+    def _part(self, domain: str, index: np.ndarray) -> dict[str, torch.Tensor]:
+        rows = self.rows[domain].take(index)
+        part = {"users": torch.from_numpy(rows.users), "items": torch.from_numpy(rows.items)}
+        if self.num_negatives > 0:
+            neg = self.samplers[domain].sample(rows.users, self.num_negatives, self.rng)
+            part["negatives"] = torch.from_numpy(neg)
+        if rows.ratings is not None:
+            part["ratings"] = torch.from_numpy(rows.ratings.astype(np.float32))
+        return part
+
+    def __getitems__(self, indices: list[int]) -> dict[str, dict[str, torch.Tensor]]:
+        anchor = self.domains[0]
+        index = np.asarray(indices, dtype=np.int64)
+        batch = {anchor: self._part(anchor, index)}
+        n_anchor = len(self)
+        for d in self.domains[1:]:
+            size = math.ceil(len(index) * len(self.rows[d]) / n_anchor)
+            batch[d] = self._part(d, self._next_rows(d, size))
+        return batch
+
+    def __getitem__(self, i: int) -> dict[str, dict[str, torch.Tensor]]:
+        return self.__getitems__([i])
+
+
+class EvalRows(Dataset):
+    """Evaluation rows of the target domain for one role ('valid' or 'test')."""
+
+    def __init__(self, prepared: PreparedData, role: str) -> None:
+        target = prepared.target
+        held = prepared.held_out(role)
+        self.ratings = held.ratings
+        self.negatives = prepared.eval_negatives.get(role)
+        history = [prepared.train(target)] + ([prepared.held_out("valid")] if role == "test" else [])
+        hist = Interactions.concat(history)
+        self.history = CSR(hist.users, hist.items, prepared.num_users)
+        if self.negatives is not None:  # one row per held-out interaction
+            self.row_users, self.row_items = held.users, held.items
+        else:  # one row per user, all of the user's held-out items as targets
+            self.row_users = np.unique(held.users)
+            self.targets = CSR(held.users, held.items, prepared.num_users)
+            if held.ratings is not None:
+                order = np.argsort(held.users, kind="stable")
+                self.target_ratings = held.ratings[order]
+
+    def __len__(self) -> int:
+        return len(self.row_users)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        index = np.asarray(indices, dtype=np.int64)
+        users = self.row_users[index]
+        out = {"users": torch.from_numpy(users)}
+        if self.negatives is not None:
+            cand = np.concatenate([self.row_items[index, None], self.negatives[index]], axis=1)
+            out["candidates"] = torch.from_numpy(cand)
+            out["targets"] = torch.zeros(len(index), 1, dtype=torch.long)
+            if self.ratings is not None:
+                out["ratings"] = torch.from_numpy(self.ratings[index, None].astype(np.float32))
+            return out
+        rows, items = self.targets.gather(users)
+        width = int(np.bincount(rows, minlength=len(users)).max())
+        col = np.arange(len(rows)) - np.searchsorted(rows, rows)
+        targets = np.full((len(users), width), -1, dtype=np.int64)
+        targets[rows, col] = items
+        out["targets"] = torch.from_numpy(targets)
+        if self.ratings is not None:
+            starts = self.targets.indptr[users]
+            flat = np.repeat(starts, np.bincount(rows, minlength=len(users))) + col
+            ratings = np.full((len(users), width), np.nan, dtype=np.float32)
+            ratings[rows, col] = self.target_ratings[flat]
+            out["ratings"] = torch.from_numpy(ratings)
+        ex_rows, ex_cols = self.history.gather(users)
+        out["exclude_rows"], out["exclude_cols"] = torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)
+        return out
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self.__getitems__([i])
+
+
+class ShardSampler(DistributedSampler):
+    """Evaluation sampler for DDP: each rank gets a disjoint strided shard, with no padding duplicates,
+    so every held-out row is counted exactly once across ranks."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.num_samples = len(range(rank, len(dataset), num_replicas))
+
+    def __iter__(self):
+        return iter(range(self.rank, len(self.dataset), self.num_replicas))
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+class CrossDomainDataModule(pl.LightningDataModule):
+    """Training batches over ``train_domains`` (anchor first) and target-domain evaluation rows."""
+
+    def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
+                 num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0) -> None:
+        super().__init__()
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
+        if num_negatives < 0:
+            raise ValueError(f"data.num_negatives must be >= 0, got {num_negatives}")
+        self.prepared = prepared
+        self.train_domains = list(train_domains) if train_domains else [prepared.target]
+        for d in self.train_domains:
+            prepared.data.domain(d)
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.num_negatives, self.seed = num_negatives, seed
+
+    def train_dataloader(self) -> DataLoader:
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        data = TrainBatches(self.prepared, self.train_domains, self.num_negatives, self.seed + 1000 * rank)
+        return DataLoader(data, batch_size=self.batch_size, shuffle=True, collate_fn=_identity)
+
+    def _eval(self, role: str) -> DataLoader:
+        data = EvalRows(self.prepared, role)
+        trainer = self.trainer
+        sampler = None
+        if trainer is not None and trainer.world_size > 1:
+            sampler = ShardSampler(data, trainer.world_size, trainer.global_rank)
+        return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
+                          collate_fn=_identity)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval("test")

@@ -1,0 +1,132 @@
+"""``prepare``: load -> preprocess -> split -> (normalise) -> evaluation negatives, cached by content hash.
+
+The cache key covers the raw data fingerprint (file checksums or generator knobs), every step's
+settings, the split, the protocol, the domain roles and the data seed, so any change gives a new entry
+and a rerun with the same settings reads the entry instead of recomputing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from translearn.cache import atomic_write_dir, content_key
+from translearn.data.prepared import PreparedData
+from translearn.data.preprocess import StepReport, run_steps
+from translearn.data.protocols import FullRanking, SampledNegatives
+from translearn.data.sampling import NegativeSampler
+from translearn.data.schema import CrossDomainData
+from translearn.data.sources.base import DataSource
+from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
+
+log = logging.getLogger(__name__)
+FORMAT_VERSION = 1
+
+
+def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
+    if preprocess is None:
+        return []
+    items = preprocess.values() if isinstance(preprocess, Mapping) else preprocess
+    return [s for s in items if s is not None]
+
+
+def _check_roles(data: CrossDomainData, target: str, sources: Sequence[str]) -> None:
+    known = data.domain_names
+    for name in [target, *sources]:
+        if name not in known:
+            raise ValueError(f"unknown domain {name!r} (data.target_domain / data.source_domains); "
+                             f"this data set has: {', '.join(known)}")
+    if target in sources:
+        raise ValueError(f"domain {target!r} is both the target and a source (data.source_domains)")
+
+
+def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
+            preprocess: Mapping[str, Any] | Sequence[Any] | None = None, split: Any = None,
+            protocol: FullRanking | SampledNegatives | None = None, seed: int = 0,
+            cache_dir: str | Path | None = None) -> PreparedData:
+    """Build (or read from ``cache_dir``) the prepared data for one target and its source domains."""
+    split = split if split is not None else LeaveOneOut()
+    protocol = protocol if protocol is not None else FullRanking()
+    steps = _steps(preprocess)
+    sources = tuple(sources)
+    key = content_key({"version": FORMAT_VERSION, "data": source.fingerprint(), "target": target,
+                       "sources": list(sources), "preprocess": steps, "split": split,
+                       "protocol": protocol, "seed": seed})
+    entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
+    if entry is not None and (entry / "manifest.json").is_file():
+        log.info("prepared data read from cache %s", entry)
+        return PreparedData.load(entry)
+    prepared = _build(source, target, sources, steps, split, protocol, seed, key)
+    if entry is not None:
+        atomic_write_dir(entry, prepared.save)
+        log.info("prepared data cached in %s", entry)
+    return prepared
+
+
+def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: list[Any], split: Any,
+           protocol: Any, seed: int, key: str) -> PreparedData:
+    data = source.load()
+    _check_roles(data, target, sources)
+    loaded = StepReport("load")
+    for name in data.domain_names:
+        n = len(data.domains[name].interactions)
+        unused = name not in (target, *sources)
+        loaded.record(name, n, 0 if unused else n, {"rows of a domain not used as target or source": n}
+                      if unused else {})
+    data = data.replace_domains({n: d for n, d in data.domains.items() if n in (target, *sources)})
+    pre = [s for s in steps if not getattr(s, "after_split", False)]
+    post = [s for s in steps if getattr(s, "after_split", False)]
+    data, reports = run_steps(data, pre)
+    reports.insert(0, loaded)
+    if target not in data.domains or len(data.domains[target].interactions) == 0:
+        raise SplitError(f"preprocessing left no interactions in the target domain {target!r}")
+
+    roles = np.asarray(split(data, target, sources, seed), dtype=np.int8)
+    split_report = StepReport(f"split({type(split).__name__})")
+    if (roles < 0).any():
+        keep = roles >= 0
+        dom = data.domains[target]
+        split_report.record(target, len(roles), int(keep.sum()),
+                            {"held-out rows of users without training data": int((~keep).sum())})
+        data = data.replace_domains({**data.domains, target: dom.with_interactions(dom.interactions.take(keep))})
+        roles = roles[keep]
+    counts = {name: int((roles == r).sum()) for name, r in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+    split_report.notes.append(f"{target}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if data.domains[target].interactions.order is None:
+        split_report.notes.append(f"{target} has no order key: held-out items are chosen at random (seed {seed})")
+    if counts["valid"] == 0 or counts["test"] == 0:
+        raise SplitError(f"the split {type(split).__name__} left no {'valid' if counts['valid'] == 0 else 'test'} "
+                         f"interactions in domain {target!r}; the domain is too small or too sparse for it")
+    reports.append(split_report)
+
+    for step in post:
+        rep = StepReport(type(step).__name__)
+        new = {}
+        for name, dom in data.domains.items():
+            mask = roles == TRAIN if name == target else np.ones(len(dom.interactions), dtype=bool)
+            new[name] = dom.with_interactions(step.apply(name, dom.interactions, mask, data.num_users, rep))
+        data = data.replace_domains(new)
+        reports.append(rep)
+
+    negatives = {}
+    if isinstance(protocol, SampledNegatives):
+        negatives = _eval_negatives(data, target, roles, protocol.num_negatives, seed)
+    lines = tuple(line for r in reports for line in r.lines())
+    return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__)
+
+
+def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int) -> dict:
+    """Per valid/test row, ``n`` items the user never interacted with in the target (any role)."""
+    dom = data.domains[target]
+    inter = dom.interactions
+    positives = NegativeSampler(inter.users, inter.items, dom.num_items)
+    rng = np.random.default_rng([seed, 7])
+    out = {}
+    for role, r in (("valid", VALID), ("test", TEST)):
+        users = inter.users[roles == r]
+        out[role] = positives.sample(users, n, rng)
+    return out

@@ -1,0 +1,64 @@
+"""A DisenCDR domain pair (Cao et al. 2022), e.g. Amazon Clothing <-> Sports: domains ``domain_a/b``.
+
+``root`` holds one folder per domain (``folder_a`` / ``folder_b``), each with ``train.txt``
+(``user <TAB> item <TAB> 1``), ``test.txt`` and ``test_original.txt`` (``user <TAB> item [<TAB> 1]``).
+A domain's interactions are the union of its three files, each (user, item) pair once. User ids are
+shared by the two folders; item ids are per domain. No order, ratings or item text.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from translearn.data.build import RawDomain, build_cross_domain
+from translearn.data.errors import DataError
+from translearn.data.schema import CrossDomainData
+from translearn.data.sources.amazon_arts_office import first_occurrences
+from translearn.data.sources.base import fingerprint_files, require_files
+from translearn.data.sources.tabular import read_text_table, to_int
+
+FILES = ["train.txt", "test.txt", "test_original.txt"]
+
+
+def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(user, item) of every row of one ``user<TAB>item[<TAB>flag]`` file."""
+    df = read_text_table(path, "\t", names=["user", "item", "flag"])
+    short = (df["item"] == "").to_numpy()
+    if short.any():
+        raise DataError("expected 'user<TAB>item[<TAB>1]', the item field is missing or empty", path=path,
+                        line=int(df.index[short][0]))
+    return to_int(df["user"], path, "user"), to_int(df["item"], path, "item")
+
+
+class DisenCDRPair:
+    """Reader for two DisenCDR domain folders that share users."""
+
+    def __init__(self, root: str | Path, domain_a: str = "clothing", domain_b: str = "sports",
+                 folder_a: str = "cloth_sport", folder_b: str = "sport_cloth") -> None:
+        if domain_a == domain_b:
+            raise ValueError(f"the two domains need different names, got {domain_a!r} twice")
+        self.root = Path(root)
+        self.domain_a, self.domain_b, self.folder_a, self.folder_b = domain_a, domain_b, folder_a, folder_b
+
+    def _paths(self) -> dict[str, list[Path]]:
+        return {
+            self.domain_a: require_files(self.root / self.folder_a, FILES, f"DisenCDRPair ({self.domain_a})"),
+            self.domain_b: require_files(self.root / self.folder_b, FILES, f"DisenCDRPair ({self.domain_b})"),
+        }
+
+    def fingerprint(self) -> str:
+        paths = [p for ps in self._paths().values() for p in ps]
+        return fingerprint_files("disencdr_pair", paths, domain_a=self.domain_a, domain_b=self.domain_b,
+                                 folder_a=self.folder_a, folder_b=self.folder_b)
+
+    def load(self) -> CrossDomainData:
+        raw = {}
+        for name, paths in self._paths().items():
+            pairs = [_read_pairs(p) for p in paths]
+            users = np.concatenate([u for u, _ in pairs])
+            items = np.concatenate([i for _, i in pairs])
+            keep = first_occurrences(users, items)
+            raw[name] = RawDomain(users=users[keep], items=items[keep])
+        return build_cross_domain(raw)

@@ -1,0 +1,216 @@
+"""User-supplied CSV / TSV / Parquet interaction tables; also the table helpers the other readers share.
+
+Layout (a), one table with a domain column: ``TabularSource(files={"all": "x.csv"}, domain_column="domain")``
+gives one domain per value of that column (sorted, or in the order of the ``domains`` filter).
+Layout (b), one table per domain: ``TabularSource(files={"books": "b.csv", "movies": "m.parquet"})`` gives
+the domains named by the keys of ``files``. Optional item side tables (``item_files``, keyed by domain)
+supply item text and attributes. Empty id cells are passed through as missing ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from translearn.data.build import RawDomain, build_cross_domain
+from translearn.data.errors import DataError
+from translearn.data.schema import CrossDomainData
+from translearn.data.sources.base import fingerprint_files
+
+_COMPRESSION = {".gz", ".bz2", ".zip", ".xz", ".zst"}
+_SEPS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
+
+
+def read_text_table(path: str | Path, sep: str, names: list[str] | None = None,
+                    quoting: int = csv.QUOTE_MINIMAL) -> pd.DataFrame:
+    """Every cell as str ('' when empty); the index (named "line") is each row's 1-based line in the file.
+
+    Without ``names`` the first line is the header. Blank lines are skipped. A row with too many fields,
+    a missing or undecodable file is a DataError naming the file (and the line).
+    """
+    try:
+        df = pd.read_csv(path, sep=sep, header=None if names else 0, names=names, dtype=str, index_col=False,
+                         na_filter=False, skip_blank_lines=False, quoting=quoting, on_bad_lines="error")
+    except FileNotFoundError:
+        raise DataError("file not found", path=path) from None
+    except pd.errors.EmptyDataError:
+        if names:
+            return pd.DataFrame({n: pd.Series(dtype=str) for n in names}).rename_axis("line")
+        raise DataError("file is empty (no header line)", path=path) from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"not UTF-8 text ({e})", path=path) from None
+    except pd.errors.ParserError as e:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(e))
+        if m is None:
+            raise DataError(f"malformed table: {e}", path=path) from None
+        raise DataError(f"expected {m[1]} fields, saw {m[3]}", path=path, line=int(m[2])) from None
+    df.index = pd.RangeIndex(1 if names else 2, len(df) + (1 if names else 2), name="line")
+    blank = (df == "").all(axis=1).to_numpy()
+    return df[~blank] if blank.any() else df
+
+
+def require_columns(df: pd.DataFrame, columns: list[str], path: str | Path) -> None:
+    """DataError naming the first of ``columns`` that ``df`` lacks, and the columns it has."""
+    for col in columns:
+        if col not in df.columns:
+            have = ", ".join(map(str, df.columns))
+            raise DataError(f"column {col!r} not found; the file has columns: {have}", path=path, column=col)
+
+
+def raise_first_bad(values: pd.Series, bad: np.ndarray, path: str | Path, column: str, what: str) -> None:
+    """DataError for the first row where ``bad``: its line (text tables) or row (Parquet) and value."""
+    label, shown = values.index[bad][0], values[bad].iloc[0]
+    msg = f"value {shown!r} is not {what}"
+    if values.index.name == "line":
+        raise DataError(msg, path=path, line=int(label), column=column)
+    raise DataError(f"row {label}: {msg}", path=path, column=column)
+
+
+def to_float(values: pd.Series, path: str | Path, column: str) -> np.ndarray:
+    """The column as float64; the first non-numeric (or empty) cell is a DataError."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna().to_numpy()
+    if bad.any():
+        raise_first_bad(values, bad, path, column, "a number")
+    return num.to_numpy(dtype=np.float64)
+
+
+def to_int(values: pd.Series, path: str | Path, column: str) -> np.ndarray:
+    """The column as int64; the first cell that is not an integer is a DataError."""
+    num = pd.to_numeric(values, errors="coerce")
+    if pd.api.types.is_integer_dtype(num):
+        return num.to_numpy(dtype=np.int64)
+    num = num.to_numpy(dtype=np.float64)
+    bad = np.isnan(num) | (num != np.round(num))
+    if bad.any():
+        raise_first_bad(values, bad, path, column, "an integer")
+    return num.astype(np.int64)
+
+
+def to_seconds(values: pd.Series, path: str | Path, column: str) -> np.ndarray:
+    """Numbers stay numbers; datetimes and ISO date-time strings become seconds since the epoch (UTC)."""
+    if not pd.api.types.is_datetime64_any_dtype(values):
+        num = pd.to_numeric(values, errors="coerce")
+        if not num.isna().any():
+            return num.to_numpy(dtype=np.float64)
+        values_dt = pd.to_datetime(values, errors="coerce", utc=True, format="ISO8601")
+    else:
+        values_dt = values.dt.tz_localize("UTC") if values.dt.tz is None else values
+    bad = values_dt.isna().to_numpy()
+    if bad.any():
+        raise_first_bad(values, bad, path, column, "a number or an ISO 8601 date-time")
+    return (values_dt - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def _text(values: pd.Series) -> np.ndarray:
+    return values.fillna("").astype(str).to_numpy(dtype=object)
+
+
+class TabularSource:
+    """Interactions from CSV/TSV/Parquet tables, with the columns named by the arguments."""
+
+    def __init__(self, files: Mapping[str, str | Path], domain_column: str | None = None,
+                 user_column: str = "user_id", item_column: str = "item_id", rating_column: str | None = None,
+                 order_column: str | None = None, item_files: Mapping[str, str | Path] | None = None,
+                 item_id_column: str = "item_id", text_column: str | None = None,
+                 attributes_column: str | None = None, sep: str | None = None,
+                 domains: list[str] | None = None) -> None:
+        if not files:
+            raise ValueError("TabularSource needs at least one file")
+        self.files = {str(k): Path(v) for k, v in files.items()}
+        self.item_files = {str(k): Path(v) for k, v in (item_files or {}).items()}
+        self.domain_column, self.user_column, self.item_column = domain_column, user_column, item_column
+        self.rating_column, self.order_column = rating_column, order_column
+        self.item_id_column, self.text_column = item_id_column, text_column
+        self.attributes_column = attributes_column
+        self.sep, self.domains = sep, None if domains is None else list(domains)
+
+    def fingerprint(self) -> str:
+        opts = {k: v for k, v in vars(self).items() if k not in ("files", "item_files")}
+        paths = list(self.files.values()) + list(self.item_files.values())
+        for path in paths:
+            if not path.is_file():
+                raise DataError("file not found", path=path)
+        return fingerprint_files(
+            "tabular", paths,
+            files={k: p.name for k, p in self.files.items()},
+            item_files={k: p.name for k, p in self.item_files.items()}, **opts)
+
+    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
+        if not path.is_file():
+            raise DataError("file not found", path=path)
+        suffixes = [s.lower() for s in path.suffixes]
+        ext = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in _COMPRESSION else path.suffix.lower()
+        if ext == ".parquet":
+            try:
+                df = pd.read_parquet(path)
+            except Exception as e:  # pyarrow raises several unrelated types
+                raise DataError(f"cannot read Parquet ({e})", path=path) from None
+            df.index = pd.RangeIndex(1, len(df) + 1, name="row")
+        else:
+            sep = self.sep or _SEPS.get(ext)
+            if sep is None:
+                raise DataError(f"cannot tell the separator from the extension {ext!r}; pass sep=", path=path)
+            df = read_text_table(path, sep)
+        require_columns(df, columns, path)
+        return df
+
+    def load(self) -> CrossDomainData:
+        if self.domain_column is None and list(self.files) == ["all"]:
+            raise DataError("one file keyed 'all' is the one-table layout: pass domain_column= to name the "
+                            "column that holds each row's domain", path=self.files["all"])
+        cols = [c for c in (self.user_column, self.item_column, self.rating_column, self.order_column,
+                            self.domain_column) if c is not None]
+        parts: dict[str, list[tuple[Path, pd.DataFrame]]] = {}
+        for key, path in self.files.items():
+            df = self._read(path, cols)
+            if self.domain_column is None:
+                parts.setdefault(key, []).append((path, df))
+                continue
+            dom = df[self.domain_column]
+            empty = (dom.isna() | (dom.astype(str).str.strip() == "")).to_numpy()
+            if empty.any():
+                raise_first_bad(dom, empty, path, self.domain_column, "a domain name")
+            dom = dom.astype(str).str.strip()
+            for name, group in df.groupby(dom.to_numpy(), sort=True):
+                parts.setdefault(str(name), []).append((path, group))
+        names = list(parts)
+        if self.domains is not None:
+            unknown = [d for d in self.domains if d not in parts]
+            if unknown:
+                raise DataError(f"unknown domain(s) {', '.join(unknown)}; the data has: {', '.join(names)}",
+                                path=next(iter(self.files.values())), column=self.domain_column)
+            names = self.domains
+        raw = {name: self._domain(parts[name]) for name in names}
+        for name, path in self.item_files.items():
+            if name in raw:
+                self._add_items(raw[name], path)
+            elif name not in parts:
+                raise DataError(f"item file for unknown domain {name!r}; the data has: {', '.join(parts)}",
+                                path=path)
+        return build_cross_domain(raw)
+
+    def _domain(self, parts: list[tuple[Path, pd.DataFrame]]) -> RawDomain:
+        def ids(col: str) -> np.ndarray:
+            arrays = [df[col].to_numpy() for _, df in parts]
+            return arrays[0] if len(arrays) == 1 else np.concatenate([a.astype(object) for a in arrays])
+
+        rc, oc = self.rating_column, self.order_column
+        return RawDomain(
+            users=ids(self.user_column),
+            items=ids(self.item_column),
+            ratings=None if rc is None else np.concatenate([to_float(df[rc], p, rc) for p, df in parts]),
+            order=None if oc is None else np.concatenate([to_seconds(df[oc], p, oc) for p, df in parts]),
+        )
+
+    def _add_items(self, raw: RawDomain, path: Path) -> None:
+        tc, ac = self.text_column, self.attributes_column
+        df = self._read(path, [c for c in (self.item_id_column, tc, ac) if c is not None])
+        raw.catalog = df[self.item_id_column].to_numpy()
+        raw.item_text = None if tc is None else _text(df[tc])
+        raw.item_attributes = None if ac is None else _text(df[ac])

@@ -1,0 +1,162 @@
+"""Splits of the target domain into train / valid / test roles.
+
+A split is called as ``split(data, target, sources, seed)`` and returns one role per target
+interaction (``TRAIN``, ``VALID``, ``TEST``); every source domain stays entirely in training.
+Randomness comes from the ``seed`` argument only, so a split is reproducible and can be cached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from translearn.data.schema import CrossDomainData, Interactions
+
+TRAIN, VALID, TEST = 0, 1, 2
+ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
+
+
+class SplitError(ValueError):
+    """A split that cannot be made on this data (for example it would leave users without training data)."""
+
+
+def user_positions(inter: Interactions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows grouped by user and ordered within each user.
+
+    Returns (perm, pos, size): ``perm`` lists row indices sorted by (user, order key, item), ``pos[r]``
+    is row perm[r]'s 0-based position within its user and ``size[r]`` that user's row count. Without an
+    order key, the within-user order is a seeded random permutation.
+    """
+    n = len(inter)
+    if inter.order is not None:
+        tie = inter.items
+        primary = inter.order
+    else:
+        tie = np.zeros(n, dtype=np.int64)
+        primary = np.random.default_rng(seed).permutation(n)
+    perm = np.lexsort((tie, primary, inter.users))
+    users = inter.users[perm]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    sizes = np.diff(np.r_[starts, n])
+    pos = np.arange(n) - np.repeat(starts, sizes)
+    return perm, pos, np.repeat(sizes, sizes)
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """Per user, the last interaction by order key is test and the second last valid.
+
+    Users with 2 interactions get train + test; users with 1 keep it in training (as RecBole does).
+    Ties in the order key are broken by item index; data without an order key is ordered at random.
+    """
+
+    def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
+        inter = data.domain(target).interactions
+        perm, pos, size = user_positions(inter, seed)
+        roles = np.full(len(inter), TRAIN, dtype=np.int8)
+        from_end = size - pos  # 1 = last
+        role_sorted = np.where((from_end == 1) & (size >= 2), TEST,
+                               np.where((from_end == 2) & (size >= 3), VALID, TRAIN))
+        roles[perm] = role_sorted
+        return roles
+
+
+@dataclass(frozen=True)
+class RatioSplit:
+    """Per user, split interactions by ``ratios`` (train, valid, test), at random or by time.
+
+    Each user keeps at least one training interaction; counts are rounded down for valid and test.
+    """
+
+    ratios: Sequence[float] = (0.8, 0.1, 0.1)
+    temporal: bool = False
+
+    def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
+        r = np.asarray(self.ratios, dtype=float)
+        if r.shape != (3,) or (r < 0).any() or not np.isclose(r.sum(), 1.0) or r[0] <= 0:
+            raise SplitError(f"data.split.ratios must be three non-negative numbers (train, valid, test) that "
+                             f"sum to 1 with train > 0, got {list(self.ratios)}")
+        inter = data.domain(target).interactions
+        if self.temporal and inter.order is None:
+            raise SplitError(f"temporal ratio split needs an order key, but domain {target!r} has none")
+        shuffled = inter if self.temporal else Interactions(inter.users, inter.items, None, None)
+        perm, pos, size = user_positions(shuffled, seed)
+        n_test = np.floor(size * r[2]).astype(int)
+        n_valid = np.floor(size * r[1]).astype(int)
+        n_eval = np.minimum(n_test + n_valid, size - 1)
+        n_valid = np.minimum(n_valid, n_eval)
+        n_test = n_eval - n_valid
+        from_end = size - pos  # 1 = last
+        role_sorted = np.where(from_end <= n_test, TEST, np.where(from_end <= n_test + n_valid, VALID, TRAIN))
+        roles = np.empty(len(inter), dtype=np.int8)
+        roles[perm] = role_sorted
+        return roles
+
+
+@dataclass(frozen=True)
+class TemporalSplit:
+    """One global time cut for everybody: the latest ``test_fraction`` of target interactions are test,
+    the ``valid_fraction`` before them valid. Users whose target interactions all fall after the train
+    cut have no training data there: ``users_without_train`` says whether that is an ``error`` (default),
+    whether to ``drop`` their valid/test rows, or to ``keep`` them as cold-start users."""
+
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    users_without_train: str = "error"
+
+    def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
+        inter = data.domain(target).interactions
+        if inter.order is None:
+            raise SplitError(f"temporal split needs an order key (timestamp), but domain {target!r} has none")
+        if self.users_without_train not in ("error", "drop", "keep"):
+            raise SplitError("data.split.users_without_train must be error, drop or keep, "
+                             f"got {self.users_without_train!r}")
+        rank = np.argsort(np.lexsort((inter.items, inter.order)), kind="stable") / max(1, len(inter))
+        roles = np.where(rank >= 1 - self.test_fraction, TEST,
+                         np.where(rank >= 1 - self.test_fraction - self.valid_fraction, VALID, TRAIN))
+        roles = roles.astype(np.int8)
+        has_train = np.zeros(data.num_users, dtype=bool)
+        has_train[inter.users[roles == TRAIN]] = True
+        orphan = ~has_train[inter.users]
+        if orphan.any():
+            users = np.unique(inter.users[orphan])
+            if self.users_without_train == "error":
+                example = data.user_ids[users[0]]
+                raise SplitError(
+                    f"temporal split leaves {len(users):,} users of domain {target!r} without training data "
+                    f"(e.g. user {example!r}); set data.split.users_without_train=drop or keep, or use "
+                    "data.split=cold_start to evaluate such users on purpose")
+            if self.users_without_train == "drop":
+                roles[orphan] = -1  # removed by prepare(), which reports the count
+        return roles
+
+
+@dataclass(frozen=True)
+class ColdStartUsers:
+    """Hold out a fraction of the users shared by the target and a source domain: all their target
+    interactions become valid (``valid_share`` of those users) or test targets; their source data stays
+    in training. Every other target interaction is training data."""
+
+    holdout_fraction: float = 0.2
+    valid_share: float = 0.5
+
+    def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
+        if not 0.0 < self.holdout_fraction < 1.0:
+            raise SplitError(f"data.split.holdout_fraction must be in (0, 1), got {self.holdout_fraction}")
+        if not 0.0 <= self.valid_share < 1.0:
+            raise SplitError(f"data.split.valid_share must be in [0, 1), got {self.valid_share}")
+        others = list(sources) or [n for n in data.domain_names if n != target]
+        shared = np.unique(np.concatenate(
+            [data.overlapping_users(target, o) for o in others] or [np.zeros(0, dtype=np.int64)]))
+        if len(shared) == 0:
+            raise SplitError(f"cold_start split needs users shared by the target {target!r} and a source "
+                             f"domain ({', '.join(others) or 'none given'}); there are none")
+        rng = np.random.default_rng(seed)
+        chosen = rng.permutation(shared)[: max(1, int(round(self.holdout_fraction * len(shared))))]
+        n_valid = int(round(self.valid_share * len(chosen)))
+        role_of_user = np.full(data.num_users, TRAIN, dtype=np.int8)
+        role_of_user[chosen[:n_valid]] = VALID
+        role_of_user[chosen[n_valid:]] = TEST
+        return role_of_user[data.domain(target).interactions.users]

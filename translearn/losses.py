@@ -1,0 +1,95 @@
+"""Training losses for implicit (pairwise / sampled) and explicit (rating) feedback.
+
+Shapes: B = batch size, N = negatives per positive. Every loss returns a scalar (mean over the batch).
+Each class declares `needs_ratings` / `needs_negatives` so training code can check the data fits the loss.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def _pos_neg(pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+    """Check pos [B] and neg [B, N] (a [B] neg is taken as N = 1); return (pos [B], neg [B, N])."""
+    if neg.dim() == 1:
+        neg = neg.unsqueeze(1)
+    if pos.dim() != 1 or neg.dim() != 2 or neg.shape[0] != pos.shape[0]:
+        raise ValueError(f"expected pos [B] and neg [B, N], got {tuple(pos.shape)} and {tuple(neg.shape)}")
+    return pos, neg
+
+
+class BPRLoss(nn.Module):
+    """Bayesian personalised ranking: mean over b, n of -log sigmoid(pos_b - neg_bn).
+
+    forward(pos [B], neg [B, N]) -> scalar.
+    """
+
+    needs_ratings = False
+    needs_negatives = True
+
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        pos, neg = _pos_neg(pos, neg)
+        return -F.logsigmoid(pos.unsqueeze(1) - neg).mean()
+
+
+class BCELoss(nn.Module):
+    """Binary cross entropy over all B * (1 + N) logits, label 1 for positives and 0 for negatives.
+
+    loss = [sum_b -log sigmoid(pos_b) + sum_{b,n} -log(1 - sigmoid(neg_bn))] / (B * (1 + N)).
+    forward(pos [B], neg [B, N]) -> scalar.
+    """
+
+    needs_ratings = False
+    needs_negatives = True
+
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        pos, neg = _pos_neg(pos, neg)
+        logits = torch.cat([pos.unsqueeze(1), neg], dim=1)  # [B, 1 + N]
+        labels = torch.zeros_like(logits)
+        labels[:, 0] = 1.0
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
+
+class SampledSoftmaxLoss(nn.Module):
+    """Sampled softmax: mean over b of cross-entropy of [pos_b, neg_b1..neg_bN] / temperature, target 0.
+
+    loss_b = -log( exp(pos_b / tau) / (exp(pos_b / tau) + sum_n exp(neg_bn / tau)) ).
+    forward(pos [B], neg [B, N]) -> scalar.
+    """
+
+    needs_ratings = False
+    needs_negatives = True
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        self.temperature = float(temperature)
+
+    def forward(self, pos: Tensor, neg: Tensor) -> Tensor:
+        pos, neg = _pos_neg(pos, neg)
+        logits = torch.cat([pos.unsqueeze(1), neg], dim=1) / self.temperature  # [B, 1 + N]
+        labels = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, labels)
+
+    def extra_repr(self) -> str:
+        return f"temperature={self.temperature}"
+
+
+class MSELoss(nn.Module):
+    """Mean squared error for rating prediction: mean over b of (pred_b - target_b)^2.
+
+    forward(pred [B], target [B]) -> scalar.
+    """
+
+    needs_ratings = True
+    needs_negatives = False
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+        return F.mse_loss(pred, target.to(pred.dtype))

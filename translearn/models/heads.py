@@ -1,0 +1,56 @@
+"""Heads turn a user vector and item vectors into scores.
+
+``score(u, v)``: u [B, D] with v [B, D] -> [B], or u [B, D] with v [B, N, D] -> [B, N].
+``score_all(u, V)``: u [B, D], V [I, D] -> [B, I] (full ranking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+class DotHead(nn.Module):
+    """Matrix factorisation: the score is the inner product ``u . v``."""
+
+    def score(self, u: Tensor, v: Tensor) -> Tensor:
+        if v.dim() == 3:
+            return torch.einsum("bd,bnd->bn", u, v)
+        return (u * v).sum(-1)
+
+    def score_all(self, u: Tensor, items: Tensor) -> Tensor:
+        return u @ items.T
+
+
+class MLPHead(nn.Module):
+    """Neural collaborative filtering: an MLP over ``[u, v]`` (optionally plus the GMF term ``u . v``,
+    which makes it NeuMF). Full ranking is chunked so ``[B, chunk, 2D]`` stays bounded."""
+
+    def __init__(self, dim: int, hidden_dims: Sequence[int] = (64, 32), dropout: float = 0.0,
+                 gmf: bool = False, chunk_cells: int = 1 << 22) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = 2 * dim
+        for h in hidden_dims:
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.Dropout(dropout)]
+            width = h
+        layers.append(nn.Linear(width, 1))
+        self.mlp = nn.Sequential(*layers)
+        self.gmf = gmf
+        self.chunk_cells = chunk_cells
+
+    def score(self, u: Tensor, v: Tensor) -> Tensor:
+        if v.dim() == 3:
+            u = u.unsqueeze(1).expand(-1, v.shape[1], -1)
+        out = self.mlp(torch.cat([u, v], dim=-1)).squeeze(-1)
+        return out + (u * v).sum(-1) if self.gmf else out
+
+    def score_all(self, u: Tensor, items: Tensor) -> Tensor:
+        step = max(1, self.chunk_cells // max(1, u.shape[0]))
+        parts = []
+        for start in range(0, items.shape[0], step):
+            block = items[start : start + step].unsqueeze(0).expand(u.shape[0], -1, -1)  # [B, C, D]
+            parts.append(self.score(u, block))
+        return torch.cat(parts, dim=1)

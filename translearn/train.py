@@ -1,0 +1,92 @@
+"""``train(cfg)``: one run from a composed config, end to end.
+
+prepare data -> build model and strategy -> fit (resume if asked) -> validate and test the best
+validation checkpoint -> write ``metrics.json`` into the run folder -> print a metrics table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from translearn.build import build_data, build_datamodule, build_model, build_strategy, build_trainer
+from translearn.cache import atomic_write_json
+from translearn.report import format_metrics
+
+log = logging.getLogger(__name__)
+
+
+def config_digest(cfg: DictConfig) -> str:
+    """sha256 of the resolved config, minus where the run happens to write."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("paths", None)
+    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container), sort_keys=True).encode()).hexdigest()
+
+
+def resume_checkpoint(resume: str | None) -> str | None:
+    """The checkpoint to resume from: a .ckpt file, or ``<run>/checkpoints/last.ckpt`` for a run folder."""
+    if not resume:
+        return None
+    path = Path(resume)
+    if path.is_dir():
+        path = path / "checkpoints" / "last.ckpt"
+    if not path.is_file():
+        raise FileNotFoundError(f"config key 'resume': no checkpoint at {path} (give a run folder with "
+                                "checkpoints/last.ckpt or a .ckpt file)")
+    return str(path)
+
+
+def _best_epoch(path: str) -> int | None:
+    match = re.search(r"epoch(\d+)", Path(path).name)
+    return int(match.group(1)) if match else None
+
+
+def train(cfg: DictConfig) -> dict:
+    """Run one training job and return the summary written to ``metrics.json``."""
+    start = time.time()
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    run_dir = Path(cfg.paths.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    log.info("data %s: %s", prepared.key[:12], prepared.stats())
+    model = build_model(cfg, prepared)
+    strategy = build_strategy(cfg, prepared, model)
+    datamodule = build_datamodule(cfg, prepared, strategy)
+    trainer = build_trainer(cfg)
+    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.get("resume")))
+
+    checkpoint = trainer.checkpoint_callback
+    best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
+    ckpt = best if best else None
+    val = trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    test = trainer.test(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    summary = {
+        **{k: float(v) for k, v in sorted(val.items())},
+        **{k: float(v) for k, v in sorted(test.items())},
+        "best_checkpoint": best,
+        "best_epoch": _best_epoch(best) if best else trainer.current_epoch - 1,
+        "epochs_run": trainer.current_epoch,
+        "seed": int(cfg.seed),
+        "data_seed": int(cfg.data.seed),
+        "strategy": cfg.strategy._target_.rsplit(".", 1)[-1],
+        "data": cfg.data.name,
+        "target_domain": prepared.target,
+        "source_domains": list(prepared.sources),
+        "config_digest": config_digest(cfg),
+        "data_manifest_key": prepared.key,
+        "wall_time_s": round(time.time() - start, 2),
+        "torch": torch.__version__,
+    }
+    if trainer.is_global_zero:
+        atomic_write_json(run_dir / "metrics.json", summary)
+        print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
+                                            f"(target {prepared.target}, seed {cfg.seed})"))
+        print(f"run folder: {run_dir}")
+    return summary

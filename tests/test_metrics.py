@@ -272,3 +272,26 @@ def test_against_brute_force_reference() -> None:
         for name, metric in ranking_metrics(ks=(k,)).items():
             got = _value(metric, ranked)
             assert got == pytest.approx(expected[name.split("@")[0]], abs=1e-5), (trial, name)
+
+
+def test_rank_targets_without_tie_counts_keeps_ranks_and_reports_ties_as_above():
+    # scores row: targets at columns 0 (score 2.0) and 3 (score 1.0); negatives 2.0 (tie), 3.0, 0.5.
+    scores = torch.tensor([[2.0, 2.0, 3.0, 1.0, 0.5]])
+    targets = torch.tensor([[0, 3]])
+    full = rank_targets(scores, targets)
+    fast = rank_targets(scores, targets, count_ties=False)
+    assert torch.equal(full.ranks, fast.ranks)
+    # target 0: negatives >= 2.0 are {2.0, 3.0} -> rank 3; target 3: negatives >= 1.0 {2.0, 3.0},
+    # plus the other target above it -> rank 4.
+    assert fast.ranks.tolist() == [[3.0, 4.0]]
+    assert full.neg_above.tolist() == [[1.0, 2.0]] and full.neg_tied.tolist() == [[1.0, 0.0]]
+    assert fast.neg_above.tolist() == [[2.0, 2.0]] and fast.neg_tied.tolist() == [[0.0, 0.0]]
+
+
+def test_rank_targets_uses_given_candidate_count_and_workspace():
+    scores = torch.tensor([[0.1, float("-inf"), 0.9, 0.5]])
+    targets = torch.tensor([[3]])
+    workspace = torch.full((64,), 7.0)
+    ranked = rank_targets(scores, targets, n_candidates=torch.tensor([3]), workspace=workspace)
+    assert ranked.ranks.tolist() == [[2.0]]  # only 0.9 is above 0.5
+    assert ranked.n_negatives.tolist() == [2]  # 3 candidates minus the target

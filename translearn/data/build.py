@@ -45,6 +45,43 @@ def _missing_mask(values: np.ndarray) -> np.ndarray:
     return missing
 
 
+_INT_TEXT = r"-?(0|[1-9][0-9]*)"  # an integer written exactly: no sign '+', no leading zeros, no exponent
+
+
+def _id_text(values: np.ndarray) -> pd.Series:
+    """Ids as stripped strings; integral floats lose their '.0' (1.0 -> '1') so they match integer ids."""
+    def text(v: object) -> str:
+        if isinstance(v, float | np.floating) and np.isfinite(v) and float(v).is_integer():
+            return str(int(v))
+        return str(v).strip()
+    return pd.Series(values, dtype=object).map(text)
+
+
+def _as_int(a: np.ndarray, m: np.ndarray) -> np.ndarray | None:
+    """int64 ids (0 where missing) when every present id is an integer, else None.
+
+    Integer text is parsed exactly (not through float64, which merges ids above 2**53), and text such as
+    "007" or "1e3" stays a string so that distinct raw ids never collapse into one index.
+    """
+    if a.dtype.kind in "iu":
+        return a.astype(np.int64)
+    present = a[~m]
+    out = np.zeros(len(a), dtype=np.int64)
+    if a.dtype.kind == "f":
+        if not (np.isfinite(present) & (present == np.round(present))).all():
+            return None
+        out[~m] = present.astype(np.int64)
+        return out
+    text = _id_text(present)
+    if not text.str.fullmatch(_INT_TEXT).all():
+        return None
+    try:
+        out[~m] = text.to_numpy(dtype=str).astype(np.int64)
+    except OverflowError:
+        return None
+    return out
+
+
 def normalise_ids(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Give several raw id arrays one common dtype.
 
@@ -54,22 +91,15 @@ def normalise_ids(arrays: list[np.ndarray]) -> tuple[list[np.ndarray], list[np.n
     masks = [_missing_mask(a) for a in arrays]
     as_int: list[np.ndarray] = []
     for a, m in zip(arrays, masks, strict=True):
-        present = a[~m]
-        if a.dtype.kind in "iu":
-            as_int.append(a.astype(np.int64))
-            continue
-        numeric = pd.to_numeric(pd.Series(present, dtype=object), errors="coerce").to_numpy(dtype=float)
-        if np.isnan(numeric).any() or (numeric != np.round(numeric)).any():
-            as_int = []
+        values = _as_int(a, m)
+        if values is None:
             break
-        out = np.zeros(len(a), dtype=np.int64)
-        out[~m] = numeric.astype(np.int64)
-        as_int.append(out)
+        as_int.append(values)
     if len(as_int) == len(arrays):
         return as_int, masks
     as_str = []
     for a, m in zip(arrays, masks, strict=True):
-        out = np.asarray(pd.Series(a, dtype=object).astype(str).str.strip().to_numpy(), dtype=str)
+        out = np.asarray(_id_text(a).to_numpy(), dtype=str)
         out[m] = ""
         as_str.append(out)
     return as_str, masks

@@ -6,9 +6,10 @@ The first domain is the anchor: an epoch is one pass over its training rows; eve
 contributes ``ceil(B * n_d / n_anchor)`` rows per step, so it is also seen about once per epoch.
 
 Evaluation batch (target domain), under full ranking:
-    {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "ratings": [B, T]?}
-where (exclude_rows, exclude_cols) lists the user's known items to mask (training items, plus the
-validation items when testing). Under sampled negatives each row is one held-out interaction:
+    {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "n_candidates": [B],
+     "ratings": [B, T]?}
+where (exclude_rows, exclude_cols) lists the user's distinct known items to mask (training items, plus the
+validation items when testing) and n_candidates counts the items left to rank against. Under sampled negatives each row is one held-out interaction:
     {"users": [B], "targets": [B, 1] (= 0), "candidates": [B, 1 + K], "ratings": [B, 1]?}
 """
 
@@ -116,7 +117,10 @@ class EvalRows(Dataset):
         self.negatives = prepared.eval_negatives.get(role)
         history = [prepared.train(target)] + ([prepared.held_out("valid")] if role == "test" else [])
         hist = Interactions.concat(history)
-        self.history = CSR(hist.users, hist.items, prepared.num_users)
+        self.num_items = prepared.num_items(target)
+        self.history_keys = np.unique(hist.users * self.num_items + hist.items)  # distinct (user, item)
+        self.history = CSR(self.history_keys // self.num_items, self.history_keys % self.num_items,
+                           prepared.num_users)
         if self.negatives is not None:  # one row per held-out interaction
             self.row_users, self.row_items = held.users, held.items
         else:  # one row per user, all of the user's held-out items as targets
@@ -154,6 +158,12 @@ class EvalRows(Dataset):
             out["ratings"] = torch.from_numpy(ratings)
         ex_rows, ex_cols = self.history.gather(users)
         out["exclude_rows"], out["exclude_cols"] = torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)
+        # Candidates = items minus the distinct known items that are not themselves held out (repeats).
+        keys = users[rows] * self.num_items + items
+        pos = np.minimum(np.searchsorted(self.history_keys, keys), max(len(self.history_keys) - 1, 0))
+        repeat = np.bincount(rows[self.history_keys[pos] == keys], minlength=len(users)) if len(keys) else 0
+        known = self.history.indptr[users + 1] - self.history.indptr[users]
+        out["n_candidates"] = torch.from_numpy(self.num_items - known + repeat)
         return out
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from translearn.data.sources.base import DataSource
 from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:

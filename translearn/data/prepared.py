@@ -120,7 +120,7 @@ def _unpack_strings(arrays: dict[str, np.ndarray], key: str) -> np.ndarray | Non
     if f"{key}/utf8" not in arrays:
         return None
     buf, ends = arrays[f"{key}/utf8"].tobytes(), arrays[f"{key}/offsets"]
-    starts = np.concatenate([[0], ends[:-1]])
+    starts = np.concatenate([[0], ends])[:-1]  # also right for zero strings (a domain left with no items)
     out = np.empty(len(ends), dtype=object)
     out[:] = [buf[s:e].decode() for s, e in zip(starts, ends, strict=True)]
     return out

@@ -10,7 +10,8 @@ class NegativeSampler:
 
     Membership is tested with a sorted array of ``user * num_items + item`` keys (``np.searchsorted``),
     so a batch is sampled with a few array passes and no per-row Python loop. Collisions are redrawn up
-    to ``max_rounds`` times; a user who has (almost) every item may keep a rare collision after that.
+    to ``max_rounds`` times; the few left after that (users who have most items) are drawn exactly from
+    each such user's non-positive items, so only a user who has every item can get a positive.
     """
 
     def __init__(self, users: np.ndarray, items: np.ndarray, num_items: int, max_rounds: int = 20) -> None:
@@ -33,6 +34,13 @@ class NegativeSampler:
         for _ in range(self.max_rounds):
             bad = self.is_positive(col_users, neg)
             if not bad.any():
-                break
+                return neg
             neg[bad] = rng.integers(0, self.num_items, size=int(bad.sum()))
+        bad = self.is_positive(col_users, neg)
+        for u in np.unique(col_users[bad]):  # dense users: draw from the items they do not have
+            lo, hi = np.searchsorted(self.keys, [u * self.num_items, (u + 1) * self.num_items])
+            free = np.setdiff1d(np.arange(self.num_items), self.keys[lo:hi] - u * self.num_items)
+            if len(free):
+                slots = bad & (col_users == u)
+                neg[slots] = rng.choice(free, size=int(slots.sum()))
         return neg

@@ -83,8 +83,8 @@ class RatioSplit:
             raise SplitError(f"temporal ratio split needs an order key, but domain {target!r} has none")
         shuffled = inter if self.temporal else Interactions(inter.users, inter.items, None, None)
         perm, pos, size = user_positions(shuffled, seed)
-        n_test = np.floor(size * r[2]).astype(int)
-        n_valid = np.floor(size * r[1]).astype(int)
+        n_test = np.floor(size * r[2] + 1e-9).astype(int)  # + 1e-9: 90 * 0.7 is 62.999... in floating point
+        n_valid = np.floor(size * r[1] + 1e-9).astype(int)
         n_eval = np.minimum(n_test + n_valid, size - 1)
         n_valid = np.minimum(n_valid, n_eval)
         n_test = n_eval - n_valid
@@ -113,9 +113,12 @@ class TemporalSplit:
         if self.users_without_train not in ("error", "drop", "keep"):
             raise SplitError("data.split.users_without_train must be error, drop or keep, "
                              f"got {self.users_without_train!r}")
-        rank = np.argsort(np.lexsort((inter.items, inter.order)), kind="stable") / max(1, len(inter))
-        roles = np.where(rank >= 1 - self.test_fraction, TEST,
-                         np.where(rank >= 1 - self.test_fraction - self.valid_fraction, VALID, TRAIN))
+        n = len(inter)
+        rank = np.argsort(np.lexsort((inter.items, inter.order)), kind="stable")
+        # counts in whole rows (1 - 0.1 - 0.2 is 0.7000000000000001 in floating point, so no fraction cuts)
+        n_test = int(np.floor(n * self.test_fraction + 1e-9))
+        n_held = int(np.floor(n * (self.test_fraction + self.valid_fraction) + 1e-9))
+        roles = np.where(rank >= n - n_test, TEST, np.where(rank >= n - n_held, VALID, TRAIN))
         roles = roles.astype(np.int8)
         has_train = np.zeros(data.num_users, dtype=bool)
         has_train[inter.users[roles == TRAIN]] = True

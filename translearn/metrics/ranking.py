@@ -30,7 +30,9 @@ class RankedTargets(NamedTuple):
     neg_tied: Tensor  # float [B, T]: negatives scored exactly equal to the target (0 for padding)
 
 
-def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None) -> RankedTargets:
+def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None,
+                 n_candidates: Tensor | None = None, workspace: Tensor | None = None,
+                 count_ties: bool = True) -> RankedTargets:
     """Rank each row's held-out targets among that row's candidate items.
 
     Args:
@@ -40,6 +42,12 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
         targets: long [B, T], column indices into ``scores``; ``-1`` is padding. Each row has >= 1 target.
         chunk_elems: upper bound on the elements of one [rows, T-chunk, I] comparison; default 64M
             (8M on CPU). Rows are chunked too when a single target column exceeds it.
+        n_candidates: optional long [B], the number of non-excluded items per row when the caller knows
+            it (saves one pass over ``scores``).
+        workspace: optional float tensor reused as the comparison buffer across calls (avoids allocating
+            and page-faulting a fresh buffer per batch); used when it is large enough and of the right dtype.
+        count_ties: whether to separate negatives tied with a target from those above it (only AUC reads
+            ``neg_above``/``neg_tied``); False saves one pass and reports ties as "above" (``neg_tied`` = 0).
 
     Tie rule (pessimistic, so that a constant scorer cannot look good): the rank of target t is
     ``1 + #(negatives with score >= s_t) + #(other targets with score > s_t)
@@ -63,7 +71,11 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     repeated = ((targets.unsqueeze(2) == targets.unsqueeze(1)) & earlier).any(2)  # [B, T]
     distinct = valid & ~repeated  # [B, T]: first occurrence of each real target column
 
-    n_candidates = torch.empty(n_rows, dtype=torch.int32, device=device)
+    known_candidates = n_candidates is not None
+    if known_candidates:
+        n_candidates = n_candidates.to(device=device, dtype=torch.int32)
+    else:
+        n_candidates = torch.empty(n_rows, dtype=torch.int32, device=device)
     all_gt = torch.empty(n_rows, n_tgt, dtype=torch.int32, device=device)
     all_ge = torch.empty_like(all_gt)
     tgt_gt = torch.empty_like(all_gt)
@@ -77,20 +89,26 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     # Comparisons are written straight into a float buffer: summing floats is much faster on CPU than
     # casting a bool mask. Float32 counts are exact below 2**24 items.
     count_dtype = torch.float32 if n_items < 2**24 else torch.float64
-    buffer = torch.empty(row_step * max(1, min(t_step, n_tgt)) * n_items, dtype=count_dtype, device=device)
+    needed = row_step * max(1, min(t_step, n_tgt)) * n_items
+    if workspace is not None and workspace.numel() >= needed and workspace.dtype == count_dtype:
+        buffer = workspace.view(-1)[:needed]
+    else:
+        buffer = torch.empty(needed, dtype=count_dtype, device=device)
     for r0 in range(0, n_rows, row_step):
         rows = slice(r0, r0 + row_step)
         cands = scores[rows].unsqueeze(1)  # [b, 1, I]
         cmp = buffer[: cands.shape[0] * n_items].view(cands.shape[0], n_items)
-        n_candidates[rows] = torch.gt(scores[rows], float("-inf"), out=cmp).sum(1).to(torch.int32)
+        if not known_candidates:
+            n_candidates[rows] = torch.gt(scores[rows], float("-inf"), out=cmp).sum(1).to(torch.int32)
         s_j = target_scores[rows].unsqueeze(1)  # [b, 1, T]
         valid_j, distinct_j = valid[rows].unsqueeze(1), distinct[rows].unsqueeze(1)  # [b, 1, T]
         for t0 in range(0, n_tgt, t_step):
             cols = slice(t0, t0 + t_step)
             s_t = target_scores[rows, cols].unsqueeze(2)  # [b, t, 1]
             cmp = buffer[: s_t.shape[0] * s_t.shape[1] * n_items].view(s_t.shape[0], s_t.shape[1], n_items)
-            all_gt[rows, cols] = torch.gt(cands, s_t, out=cmp).sum(2).to(torch.int32)
             all_ge[rows, cols] = torch.ge(cands, s_t, out=cmp).sum(2).to(torch.int32)
+            if count_ties:
+                all_gt[rows, cols] = torch.gt(cands, s_t, out=cmp).sum(2).to(torch.int32)
             gt, eq = s_j > s_t, s_j == s_t  # [b, t, T]
             tgt_gt[rows, cols] = (gt & distinct_j).sum(2, dtype=torch.int32)
             tgt_ge[rows, cols] = ((gt | eq) & distinct_j).sum(2, dtype=torch.int32)
@@ -98,8 +116,8 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
             tgt_before[rows, cols] = (before & valid_j).sum(2, dtype=torch.int32)
 
     n_negatives = (n_candidates - distinct.sum(1, dtype=torch.int32)).long()
-    neg_above = all_gt - tgt_gt
     neg_ge = all_ge - tgt_ge
+    neg_above = all_gt - tgt_gt if count_ties else neg_ge
     zero = torch.zeros((), device=device)
     ranks = torch.where(valid, (1 + neg_ge + tgt_before).float(), torch.full((), math.inf, device=device))
     return RankedTargets(

@@ -1,7 +1,8 @@
 """Heads turn a user vector and item vectors into scores.
 
 ``score(u, v)``: u [B, D] with v [B, D] -> [B], or u [B, D] with v [B, N, D] -> [B, N].
-``score_all(u, V)``: u [B, D], V [I, D] -> [B, I] (full ranking).
+``score_all(u, V, out=None)``: u [B, D], V [I, D] -> [B, I] (full ranking), written into ``out``
+when given (evaluation reuses one buffer across batches).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ class DotHead(nn.Module):
 
     def score(self, u: Tensor, v: Tensor) -> Tensor:
         if v.dim() == 3:
-            return torch.einsum("bd,bnd->bn", u, v)
+            return (u.unsqueeze(1) * v).sum(-1)
         return (u * v).sum(-1)
 
-    def score_all(self, u: Tensor, items: Tensor) -> Tensor:
-        return u @ items.T
+    def score_all(self, u: Tensor, items: Tensor, out: Tensor | None = None) -> Tensor:
+        return torch.mm(u, items.T, out=out) if out is not None else u @ items.T
 
 
 class MLPHead(nn.Module):
@@ -47,10 +48,11 @@ class MLPHead(nn.Module):
         out = self.mlp(torch.cat([u, v], dim=-1)).squeeze(-1)
         return out + (u * v).sum(-1) if self.gmf else out
 
-    def score_all(self, u: Tensor, items: Tensor) -> Tensor:
+    def score_all(self, u: Tensor, items: Tensor, out: Tensor | None = None) -> Tensor:
+        if out is None:
+            out = u.new_empty(u.shape[0], items.shape[0])
         step = max(1, self.chunk_cells // max(1, u.shape[0]))
-        parts = []
         for start in range(0, items.shape[0], step):
             block = items[start : start + step].unsqueeze(0).expand(u.shape[0], -1, -1)  # [B, C, D]
-            parts.append(self.score(u, block))
-        return torch.cat(parts, dim=1)
+            out[:, start : start + step] = self.score(u, block)
+        return out

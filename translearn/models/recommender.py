@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import torch
 from torch import Tensor, nn
 
 
@@ -12,7 +13,7 @@ class Recommender(nn.Module):
 
     score(domain, users [B], items [B] or [B, N]) -> [B] or [B, N]
     score_pos_neg(domain, users [B], pos [B], neg [B, N]) -> ([B], [B, N])
-    score_all(domain, users [B]) -> [B, num_items(domain)]
+    score_all(domain, users [B], out=None) -> [B, num_items(domain)]
     """
 
     def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module) -> None:
@@ -44,9 +45,11 @@ class Recommender(nn.Module):
         return self.head.score(self.user_vectors(users), self.item_vectors(domain, items))
 
     def score_pos_neg(self, domain: str, users: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-        """Scores of positives [B] and negatives [B, N] with the users encoded once."""
-        u = self.user_vectors(users)
-        return self.head.score(u, self.item_vectors(domain, pos)), self.head.score(u, self.item_vectors(domain, neg))
+        """Scores of positives [B] and negatives [B, N]; users are encoded once and items in one lookup
+        (one gradient for the item table instead of two)."""
+        scores = self.head.score(self.user_vectors(users),
+                                 self.item_vectors(domain, torch.cat([pos.unsqueeze(1), neg], dim=1)))
+        return scores[:, 0], scores[:, 1:]
 
-    def score_all(self, domain: str, users: Tensor) -> Tensor:
-        return self.head.score_all(self.user_vectors(users), self.item_vectors(domain))
+    def score_all(self, domain: str, users: Tensor, out: Tensor | None = None) -> Tensor:
+        return self.head.score_all(self.user_vectors(users), self.item_vectors(domain), out=out)

@@ -8,6 +8,7 @@ module provides) and logs ``val/target/<metric>`` and ``test/target/<metric>``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, ClassVar
 
@@ -51,6 +52,10 @@ class TransferStrategy(pl.LightningModule):
         self.loss_fn = loss if loss is not None else BPRLoss()
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
+        self._scratch: dict[str, Tensor] = {}
+        self._needs_ties = "auc" in metrics
+        self._train_sums: dict[str, Tensor] = {}
+        self._train_rows = 0
         self.eval_metrics = nn.ModuleDict({
             stage: nn.ModuleDict(self._metric_set(ks, metrics))
             for stage in STAGES
@@ -71,9 +76,9 @@ class TransferStrategy(pl.LightningModule):
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def score_all(self, users: Tensor) -> Tensor:
-        """[B] users -> [B, num_target_items] scores used for full-ranking evaluation."""
-        return self.model.score_all(self.target_domain, users)
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        """[B] users -> [B, num_target_items] scores used for full-ranking evaluation (into ``out`` if given)."""
+        return self.model.score_all(self.target_domain, users, out=out)
 
     def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
         """[B] users, [B, C] items -> [B, C] scores used for sampled evaluation."""
@@ -82,6 +87,13 @@ class TransferStrategy(pl.LightningModule):
     def param_groups(self) -> list[dict]:
         """Optimiser parameter groups; override for per-group learning rates."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
+
+    def setup(self, stage: str) -> None:
+        """Under CPU DDP, split the cores between the processes: two processes with two OpenMP threads
+        each on two cores spin against each other and run many times slower."""
+        trainer = self._trainer
+        if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
@@ -100,9 +112,34 @@ class TransferStrategy(pl.LightningModule):
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> Tensor:
         terms = self.compute_loss(batch)
         size = len(batch[self.train_domains[0]]["users"])
+        # Epoch means are accumulated here and logged once per epoch: Lightning's per-step logging
+        # machinery costs about as much as an MF training step itself.
         for name, value in terms.items():
-            self.log(f"train/{name}", value.detach(), on_step=False, on_epoch=True, batch_size=size)
+            self._train_sums[name] = self._train_sums.get(name, 0.0) + value.detach() * size
+        self._train_rows += size
+        trainer = self._trainer
+        if trainer is not None and trainer.log_every_n_steps and self.global_step % trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
+
+    def on_train_epoch_start(self) -> None:
+        self._train_sums, self._train_rows = {}, 0
+
+    def on_train_epoch_end(self) -> None:
+        for name, total in self._train_sums.items():
+            self.log(f"train/{name}", total / max(self._train_rows, 1), sync_dist=True)
+
+    def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
+        """Batches are flat dicts of tensors (one level nested for training): move them directly,
+        which is much cheaper per step than Lightning's generic collection walk."""
+        def move(part: dict) -> dict:
+            return {k: v if v.device == device else v.to(device, non_blocking=True) for k, v in part.items()}
+
+        if isinstance(batch, dict) and all(isinstance(v, dict) for v in batch.values()):
+            return {k: move(v) for k, v in batch.items()}
+        if isinstance(batch, dict) and all(isinstance(v, Tensor) for v in batch.values()):
+            return move(batch)
+        return super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
@@ -120,14 +157,17 @@ class TransferStrategy(pl.LightningModule):
             scores = self.score_candidates(users, items)
             target_items = items[:, :1]
         else:
-            scores = self.score_all(users)
+            n_items = self.model.item_encoder(self.target_domain).num
+            scores = self.score_all(users, out=self._eval_buffer("scores", (len(users), n_items), users.device))
             target_items = targets
             # Known items are masked, except a held-out item the user also has in training (a repeat).
             safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target
             kept = scores.gather(1, safe)
             scores[batch["exclude_rows"], batch["exclude_cols"]] = float("-inf")
             scores.scatter_(1, safe, kept)
-        ranked = rank_targets(scores, targets)
+        ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
+                              workspace=self._eval_buffer("ranking", (scores.numel(),), scores.device),
+                              count_ties=self._needs_ties)
         metrics = self.eval_metrics[stage]
         for name, metric in metrics.items():
             if name in ("mae", "rmse"):
@@ -137,6 +177,17 @@ class TransferStrategy(pl.LightningModule):
             else:
                 metric.update(ranked)
 
+    def _eval_buffer(self, name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
+        """A float32 scratch tensor reused across evaluation batches (freed at the end of the epoch):
+        a fresh 30 MB score matrix per batch costs more in page faults than the ranking itself."""
+        numel = 1
+        for n in shape:
+            numel *= n
+        buf = self._scratch.get(name)
+        if buf is None or buf.numel() < numel or buf.device != device:
+            buf = self._scratch[name] = torch.empty(numel, device=device)
+        return buf[:numel].view(shape)
+
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self.evaluate_batch(batch, "val")
 
@@ -144,6 +195,7 @@ class TransferStrategy(pl.LightningModule):
         self.evaluate_batch(batch, "test")
 
     def _log_stage(self, stage: str) -> None:
+        self._scratch.clear()
         for name, metric in self.eval_metrics[stage].items():
             self.log(f"{stage}/target/{name}", metric.compute(), sync_dist=True)
             metric.reset()

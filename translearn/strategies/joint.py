@@ -30,6 +30,7 @@ class Joint(TransferStrategy):
         self.lam = lam
 
     def setup(self, stage: str) -> None:
+        super().setup(stage)
         datamodule = getattr(self.trainer, "datamodule", None)
         prepared = getattr(datamodule, "prepared", None)
         if prepared is None:

@@ -1,0 +1,75 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from translearn.data.build import RawDomain, build_cross_domain
+from translearn.data.schema import CrossDomainData
+
+# ---------------------------------------------------------------- data layer (test_build.py ... test_datamodule.py)
+
+
+def _make_data(**domains: dict) -> CrossDomainData:
+    """``CrossDomainData`` from hand-written raw arrays: ``_make_data(s=dict(users=[...], items=[...], ...))``.
+
+    Each domain takes the ``RawDomain`` fields (users, items, ratings, order, catalog, item_text,
+    item_attributes) as plain lists; ids go through ``build_cross_domain`` exactly as a reader's would.
+    """
+    raw = {}
+    for name, spec in domains.items():
+        def arr(key: str, dtype: object = None, spec: dict = spec) -> np.ndarray | None:
+            value = spec.get(key)
+            if value is None:
+                return None
+            if dtype is None and any(v is None or isinstance(v, str) for v in value):
+                dtype = object
+            return np.asarray(value, dtype=dtype)
+
+        raw[name] = RawDomain(users=arr("users"), items=arr("items"), ratings=arr("ratings", np.float32),
+                              order=arr("order", np.float64), catalog=arr("catalog"),
+                              item_text=arr("item_text", object), item_attributes=arr("item_attributes", object))
+    return build_cross_domain(raw)
+
+
+@pytest.fixture
+def make_data():
+    """The ``_make_data`` builder (a fixture so test modules need no import from conftest)."""
+    return _make_data
+
+
+@pytest.fixture
+def tiny_data() -> CrossDomainData:
+    """Two domains over users u1..u5. Source ``s``: u1..u4 (u5 is target-only); target ``t``: u1..u3 and u5,
+    3 to 4 rows each with distinct order keys, ratings 1..5, and item text for every catalogue item."""
+    return _make_data(
+        s=dict(users=["u1", "u1", "u2", "u3", "u4", "u4"], items=["a", "b", "a", "c", "b", "c"],
+               ratings=[5, 4, 3, 2, 1, 5], order=[1, 2, 3, 4, 5, 6],
+               catalog=["a", "b", "c"], item_text=["alpha", "beta", "gamma"]),
+        t=dict(users=["u1", "u1", "u1", "u2", "u2", "u2", "u2", "u3", "u3", "u3", "u5", "u5", "u5"],
+               items=["x", "y", "z", "x", "w", "y", "v", "z", "x", "w", "v", "w", "y"],
+               ratings=[1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1, 2, 3],
+               order=[10, 20, 30, 11, 21, 31, 41, 12, 22, 32, 13, 23, 33],
+               catalog=["v", "w", "x", "y", "z"], item_text=["vee", "double u", "ex", "why", "zed"]),
+    )
+
+
+class StaticSource:
+    """A ``DataSource`` over ready data; counts ``load`` calls so cache tests can see a rebuild."""
+
+    def __init__(self, data: CrossDomainData, name: str = "static") -> None:
+        self.data, self.name, self.loads = data, name, 0
+
+    def load(self) -> CrossDomainData:
+        self.loads += 1
+        return self.data
+
+    def fingerprint(self) -> str:
+        return f"static|{self.name}"
+
+
+@pytest.fixture
+def static_source():
+    """Factory: ``static_source(data, name)`` -> a DataSource whose fingerprint is ``name``."""
+    return StaticSource

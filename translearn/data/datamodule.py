@@ -9,7 +9,8 @@ Evaluation batch (target domain), under full ranking:
     {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "n_candidates": [B],
      "ratings": [B, T]?}
 where (exclude_rows, exclude_cols) lists the user's distinct known items to mask (training items, plus the
-validation items when testing) and n_candidates counts the items left to rank against. Under sampled negatives each row is one held-out interaction:
+validation items when testing) and n_candidates counts the items left to rank against.
+Under sampled negatives each row is one held-out interaction:
     {"users": [B], "targets": [B, 1] (= 0), "candidates": [B, 1 + K], "ratings": [B, 1]?}
 """
 

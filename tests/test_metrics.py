@@ -295,3 +295,16 @@ def test_rank_targets_uses_given_candidate_count_and_workspace():
     ranked = rank_targets(scores, targets, n_candidates=torch.tensor([3]), workspace=workspace)
     assert ranked.ranks.tolist() == [[2.0]]  # only 0.9 is above 0.5
     assert ranked.n_negatives.tolist() == [2]  # 3 candidates minus the target
+
+
+def test_rank_targets_reads_item_major_scores_like_row_major():
+    gen = torch.Generator().manual_seed(3)
+    scores = torch.randint(0, 6, (7, 30), generator=gen).float()  # many ties
+    scores[torch.rand(7, 30, generator=gen) < 0.2] = float("-inf")
+    targets = torch.tensor([[0, 5, -1]] * 7)
+    scores[:, [0, 5]] = torch.randint(0, 6, (7, 2), generator=gen).float()
+    item_major = scores.T.contiguous().T  # same values, strides (1, 7)
+    assert item_major.stride(0) == 1
+    a, b = rank_targets(scores, targets), rank_targets(item_major, targets, chunk_elems=60)
+    for x, y in zip(a, b, strict=True):
+        assert torch.equal(x, y)

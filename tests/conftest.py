@@ -73,3 +73,16 @@ class StaticSource:
 def static_source():
     """Factory: ``static_source(data, name)`` -> a DataSource whose fingerprint is ``name``."""
     return StaticSource
+
+
+# ---------------------------------------------------------------- runs (test_strategies.py, test_cli.py, ...)
+
+
+@pytest.fixture
+def run_overrides(tmp_path):
+    """Overrides for a seconds-long training run on small synthetic data, writing under ``tmp_path``."""
+    return [
+        "data.dataset.num_users=240", "data.dataset.num_items=[80,60]", "data.batch_size=128",
+        "data.eval_batch_size=64", "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+    ]

@@ -10,6 +10,7 @@ import hashlib
 import logging
 import re
 import time
+import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -21,6 +22,10 @@ from translearn.cache import atomic_write_json
 from translearn.report import format_metrics
 
 log = logging.getLogger(__name__)
+# Lightning advice that does not apply here: small epochs on small data, and our own batch transfer.
+for _pattern in (r".*smaller than the logging interval.*", r".*overridden `transfer_batch_to_device`.*",
+                 r".*LeafSpec.*is deprecated.*", r".*does not have many workers.*"):
+    warnings.filterwarnings("ignore", message=_pattern)
 
 
 def config_digest(cfg: DictConfig) -> str:

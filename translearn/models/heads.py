@@ -25,7 +25,7 @@ class DotHead(nn.Module):
     def score_all(self, u: Tensor, items: Tensor, out: Tensor | None = None) -> Tensor:
         """Computed item-major, ``(V @ u.T).T``: BLAS writes a tall [I, B] result about 1.7x faster than
         a wide [B, I] one on CPU, and the ranking pass reads either layout."""
-        if out is None:
+        if out is None or torch.is_grad_enabled():  # out= cannot record gradients
             return (items @ u.T).T
         buf = out.reshape(-1)[: items.shape[0] * u.shape[0]].view(items.shape[0], u.shape[0])
         return torch.mm(items, u.T, out=buf).T

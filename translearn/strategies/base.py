@@ -94,6 +94,12 @@ class TransferStrategy(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
+        prepared = getattr(getattr(trainer, "datamodule", None), "prepared", None)
+        if prepared is not None and getattr(self.loss_fn, "needs_ratings", False):
+            for domain in self.train_domains:
+                if prepared.train(domain).ratings is None:
+                    raise ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain "
+                                     f"{domain!r} has none; use loss=bpr (or bce, softmax) for implicit data")
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:

@@ -1,0 +1,117 @@
+"""The real entry points, end to end on small data: train (in process and as a console script),
+resume, multirun, evaluate, data, loggers, and CPU DDP."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from translearn.cli.config import compose
+from translearn.train import train
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+
+
+def _run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
+
+
+def test_default_run_writes_metrics_checkpoints_and_logs(tmp_path, run_overrides):
+    out = tmp_path / "run"
+    summary = train(compose(run_overrides, output_dir=out))
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved == summary
+    for key in ("val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10",
+                "test/target/recall@20", "test/target/auc"):
+        assert 0.0 <= saved[key] <= 1.0, key
+    assert saved["test/target/ndcg@10"] > 0.0  # a trained model ranks something right
+    assert saved["strategy"] == "Joint" and saved["seed"] == 0 and saved["wall_time_s"] > 0
+    assert len(saved["config_digest"]) == 64 and len(saved["data_manifest_key"]) == 64
+    assert (out / "checkpoints" / "last.ckpt").is_file() and Path(saved["best_checkpoint"]).is_file()
+    assert (out / "csv" / "metrics.csv").read_text().count("val/target/ndcg@10") == 1  # header
+    assert not list(out.rglob(".tmp-*"))  # atomic writes leave no temp files
+
+
+def test_same_seed_same_metrics_and_another_seed_differs(tmp_path, run_overrides):
+    runs = [train(compose([*run_overrides, f"seed={s}"], output_dir=tmp_path / f"r{i}"))
+            for i, s in enumerate((3, 3, 4))]
+    keys = [k for k in runs[0] if k.startswith(("val/", "test/"))]
+    assert all(runs[0][k] == runs[1][k] for k in keys)
+    assert any(runs[0][k] != runs[2][k] for k in keys)
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path, run_overrides):
+    first = tmp_path / "first"
+    train(compose([*run_overrides, "trainer.max_epochs=1"], output_dir=first))
+    resumed = train(compose([*run_overrides, "trainer.max_epochs=3", f"resume={first}"], output_dir=tmp_path / "b"))
+    assert resumed["epochs_run"] == 3
+    with pytest.raises(FileNotFoundError, match="resume"):
+        train(compose([*run_overrides, f"resume={tmp_path / 'nowhere'}"], output_dir=tmp_path / "c"))
+
+
+def test_target_only_with_ncf_tensorboard_and_offline_wandb(tmp_path, run_overrides):
+    out = tmp_path / "run"
+    summary = train(compose([*run_overrides, "strategy=target_only", "model=ncf", "logger=many"], output_dir=out))
+    assert summary["strategy"] == "TargetOnly"
+    assert list((out / "tensorboard").glob("events.out.tfevents*"))
+    assert list((out / "wandb").glob("offline-run-*"))
+
+
+def test_console_scripts_train_eval_and_data(tmp_path, run_overrides):
+    run_dir = tmp_path / "cli-run"
+    done = _run([str(BIN / "translearn-train"), *run_overrides, f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ndcg@10" in done.stdout and "val" in done.stdout
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    evaluated = _run([str(BIN / "translearn-eval"), str(run_dir), "--out", str(tmp_path / "e.json")], tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((tmp_path / "e.json").read_text())
+    assert again["test/target/ndcg@10"] == pytest.approx(saved["test/target/ndcg@10"], abs=1e-6)
+    data = _run([str(BIN / "translearn-data"), *run_overrides[:2], run_overrides[5], "--json"], tmp_path)
+    assert data.returncode == 0, data.stderr[-3000:]
+    manifest = json.loads(data.stdout)
+    assert manifest["key"] == saved["data_manifest_key"]  # same data, same cache entry
+    assert any(line.startswith("split(LeaveOneOut)") for line in manifest["report"])
+
+
+@pytest.mark.parametrize("script", ["translearn-train", "translearn-eval", "translearn-data"])
+def test_help(script, tmp_path):
+    done = _run([str(BIN / script), "--help"], tmp_path)
+    assert done.returncode == 0 and ("strategy" in done.stdout or "usage" in done.stdout.lower())
+
+
+def test_multirun_sweeps_strategies_and_seeds(tmp_path, run_overrides):
+    sweep = tmp_path / "sweep"
+    done = _run([str(BIN / "translearn-train"), "-m", *run_overrides, "trainer.max_epochs=1",
+                 "strategy=target_only,joint", "seed=0,1", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = sorted((json.loads(p.read_text())["strategy"], json.loads(p.read_text())["seed"])
+                   for p in sweep.glob("*/metrics.json"))
+    assert found == [("Joint", 0), ("Joint", 1), ("TargetOnly", 0), ("TargetOnly", 1)]
+
+
+def test_dotted_override_selects_a_nested_group(tmp_path, run_overrides):
+    cfg = compose([*run_overrides, "data.split=cold_start", "data.split.holdout_fraction=0.5"], output_dir=tmp_path)
+    assert cfg.data.split._target_.endswith("ColdStartUsers") and cfg.data.split.holdout_fraction == 0.5
+    summary = train(cfg)
+    assert summary["test/target/hr@10"] >= 0.0
+
+
+def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(tmp_path, run_overrides):
+    run_dir = tmp_path / "ddp"
+    done = _run([str(BIN / "translearn-train"), *run_overrides, "trainer=ddp", "trainer.devices=2",
+                 f"hydra.run.dir={run_dir}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    single = _run([str(BIN / "translearn-eval"), str(run_dir), "--out", str(tmp_path / "e.json")], tmp_path)
+    assert single.returncode == 0, single.stderr[-3000:]
+    again = json.loads((tmp_path / "e.json").read_text())
+    # Each held-out row is evaluated once across the two ranks, so the reduced metrics are exact.
+    for key in ("val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@20", "test/target/auc"):
+        assert again[key] == pytest.approx(saved[key], abs=1e-6), key

@@ -19,6 +19,7 @@ from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.models.recommender import Recommender
+from translearn.stage import StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
 
 
@@ -70,9 +71,30 @@ def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
                    num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
 
 
-def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) -> TransferStrategy:
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def build_source_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
+    """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained."""
+    spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
+    describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
+    return stage_model(_instantiate(cfg.model, "model"), prepared, spec,
+                       optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=_instantiate(cfg.loss, "loss"),
+                       cache_dir=cfg.paths.cache_dir, describe=describe,
+                       checkpoint=cfg.strategy.get("source_ckpt"))
+
+
+def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
+                   source_model: Recommender | None = None) -> TransferStrategy:
+    """The strategy of ``cfg.strategy``; strategies that start from a source stage get ``source_model``
+    (built by ``build_source_model`` unless given)."""
+    node = {k: v for k, v in _plain(cfg.strategy).items() if k not in ("stage", "source_ckpt")}
+    extra = {}
+    if strategy_class(cfg).uses_source_model:
+        extra["source_model"] = source_model if source_model is not None else build_source_model(cfg, prepared)
     return _instantiate(
-        cfg.strategy, "strategy",
+        OmegaConf.create(node), "strategy",
         model=model,
         target_domain=prepared.target,
         source_domains=list(prepared.sources),
@@ -80,6 +102,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) 
         loss=_instantiate(cfg.loss, "loss"),
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
+        **extra,
     )
 
 

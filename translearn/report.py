@@ -10,7 +10,7 @@ def format_metrics(metrics: Mapping[str, object], title: str = "") -> str:
     names: list[str] = []
     for key in metrics:
         parts = key.split("/")
-        if len(parts) == 3 and parts[0] in ("val", "test") and parts[2] not in names:
+        if len(parts) == 3 and parts[0] in ("val", "test") and parts[1] == "target" and parts[2] not in names:
             names.append(parts[2])
     width = max([len(n) for n in names] + [6])
     lines = [title] if title else []

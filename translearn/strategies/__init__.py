@@ -1,7 +1,17 @@
-"""Transfer strategies: LightningModules that differ only in ``compute_loss`` (and what they score with)."""
+"""Transfer strategies: LightningModules that differ only in ``compute_loss`` (and what they score with).
+
+``from translearn.strategies import Distillation`` etc.; see docs/strategies.md for the formulas.
+"""
 
 from translearn.strategies.base import TransferStrategy
+from translearn.strategies.distill import Distillation
+from translearn.strategies.feature_reuse import FeatureReuse
+from translearn.strategies.finetune import FineTune
+from translearn.strategies.fusion import Fusion
 from translearn.strategies.joint import Joint
+from translearn.strategies.mapping import Mapping
+from translearn.strategies.source_only import SourceOnly
 from translearn.strategies.target_only import TargetOnly
 
-__all__ = ["Joint", "TargetOnly", "TransferStrategy"]
+__all__ = ["Distillation", "FeatureReuse", "FineTune", "Fusion", "Joint", "Mapping", "SourceOnly", "TargetOnly",
+           "TransferStrategy"]

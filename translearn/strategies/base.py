@@ -37,13 +37,14 @@ class TransferStrategy(pl.LightningModule):
     """
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
+    uses_source_model: ClassVar[bool] = False  # whether it starts from a source-stage model (``source_model``)
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision")) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model"])
         self.model = model
         self.target_domain = target_domain
         self.source_domains = list(source_domains)
@@ -52,6 +53,7 @@ class TransferStrategy(pl.LightningModule):
         self.loss_fn = loss if loss is not None else BPRLoss()
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
+        self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
         self._scratch: dict[str, Tensor] = {}
         self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
@@ -85,7 +87,7 @@ class TransferStrategy(pl.LightningModule):
         return self.model.score(self.target_domain, users, items)
 
     def param_groups(self) -> list[dict]:
-        """Optimiser parameter groups; override for per-group learning rates."""
+        """Optimiser parameter groups; a group with ``lr_scale`` gets that multiple of the configured lr."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def setup(self, stage: str) -> None:
@@ -149,6 +151,8 @@ class TransferStrategy(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
+        for group in optimizer.param_groups:  # a group may ask for a multiple of the configured lr
+            group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
@@ -157,14 +161,23 @@ class TransferStrategy(pl.LightningModule):
     # ---- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
+        """Score the batch's candidates and update the stage's metrics."""
+        self.rank_into(self.batch_scores(batch), batch, self.eval_metrics[stage])
+
+    def batch_scores(self, batch: dict[str, Tensor]) -> Tensor:
+        """[B, C] sampled-candidate scores, or [B, I] full-ranking scores (in a reused buffer)."""
+        users = batch["users"]
+        if "candidates" in batch:
+            return self.score_candidates(users, batch["candidates"])
+        n_items = self.model.item_encoder(self.target_domain).num
+        return self.score_all(users, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
+
+    def rank_into(self, scores: Tensor, batch: dict[str, Tensor], metrics: nn.ModuleDict) -> None:
+        """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``."""
         users, targets = batch["users"], batch["targets"]
         if "candidates" in batch:
-            items = batch["candidates"]
-            scores = self.score_candidates(users, items)
-            target_items = items[:, :1]
+            target_items = batch["candidates"][:, :1]
         else:
-            n_items = self.model.item_encoder(self.target_domain).num
-            scores = self.score_all(users, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
             target_items = targets
             # Known items are masked, except a held-out item the user also has in training (a repeat).
             safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target
@@ -174,7 +187,6 @@ class TransferStrategy(pl.LightningModule):
         ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
                               workspace=self._eval_buffer("ranking", (scores.numel(),), scores.device),
                               count_ties=self._needs_ties)
-        metrics = self.eval_metrics[stage]
         for name, metric in metrics.items():
             if name in ("mae", "rmse"):
                 mask = (target_items >= 0) & ~torch.isnan(batch["ratings"])

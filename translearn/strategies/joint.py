@@ -5,33 +5,40 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
 
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
 
 class Joint(TransferStrategy):
-    """Train on source and target together: ``loss = loss_s + lam * loss_t``.
+    """Train on source and target together.
 
-    ``loss_s`` sums the source domains' losses (each also logged as ``loss_s/<domain>``); ``lam``
-    weights the target term and must be >= 0.
+    ``weighting='fixed'``:       ``loss = loss_s + lam * loss_t``
+    ``weighting='uncertainty'``: ``loss = exp(-s_s) * loss_s + s_s + lam * (exp(-s_t) * loss_t + s_t)`` with
+    learned log-variances ``s`` (Kendall et al., 2018), so the balance adapts during training; the
+    effective weights ``exp(-s)`` are logged as ``weight_s`` and ``weight_t``.
+    ``loss_s`` sums the source domains' losses (each logged as ``loss_s/<domain>`` when there are several).
     """
 
     uses_sources = True
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
-                 lam: float = 1.0, **kwargs: Any) -> None:
+                 lam: float = 1.0, weighting: str = "fixed", **kwargs: Any) -> None:
         if lam < 0:
             raise ValueError(f"strategy.lam must be >= 0 (it weights the target loss), got {lam}")
+        if weighting not in ("fixed", "uncertainty"):
+            raise ValueError(f"strategy.weighting must be 'fixed' or 'uncertainty', got {weighting!r}")
         if not source_domains:
             raise ValueError("the joint strategy needs at least one source domain (data.source_domains is empty)")
         super().__init__(model, target_domain, source_domains, **kwargs)
-        self.lam = lam
+        self.lam, self.weighting = lam, weighting
+        self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
 
     def setup(self, stage: str) -> None:
         super().setup(stage)
-        datamodule = getattr(self.trainer, "datamodule", None)
+        datamodule = getattr(self._trainer, "datamodule", None)
         prepared = getattr(datamodule, "prepared", None)
         if prepared is None:
             return
@@ -45,8 +52,13 @@ class Joint(TransferStrategy):
         per_source = {d: self.domain_loss(d, batch[d]) for d in self.source_domains}
         loss_s = sum(per_source.values())
         loss_t = self.domain_loss(self.target_domain, batch[self.target_domain])
-        loss = loss_s + self.lam * loss_t
-        terms = {"loss": loss, "loss_s": loss_s, "loss_t": loss_t}
+        terms = {"loss_s": loss_s, "loss_t": loss_t}
+        if self.log_vars is None:
+            loss = loss_s + self.lam * loss_t
+        else:
+            s_s, s_t = self.log_vars[0], self.log_vars[1]
+            loss = torch.exp(-s_s) * loss_s + s_s + self.lam * (torch.exp(-s_t) * loss_t + s_t)
+            terms.update(weight_s=torch.exp(-s_s).detach(), weight_t=torch.exp(-s_t).detach())
         if len(per_source) > 1:
             terms.update({f"loss_s/{d}": v for d, v in per_source.items()})
-        return terms
+        return {"loss": loss, **terms}

@@ -1,0 +1,187 @@
+"""Each transfer strategy's loss is its formula (by hand on a tiny batch); frozen parts stay frozen."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from translearn.losses import BPRLoss
+from translearn.models import matrix_factorization
+from translearn.strategies import Distillation, FeatureReuse, FineTune, Fusion, Joint, Mapping
+from translearn.strategies.distill import distillation_kl
+from translearn.strategies.fusion import standardise
+
+
+def _mf(users: list[float], items: dict[str, list[float]]) -> torch.nn.Module:
+    """1-d MF with hand-set vectors."""
+    model = matrix_factorization(len(users), {d: len(v) for d, v in items.items()}, embedding_dim=1)
+    with torch.no_grad():
+        model.user_encoder.weight.copy_(torch.tensor(users).unsqueeze(1))
+        for d, v in items.items():
+            model.item_encoders[d].weight.copy_(torch.tensor(v).unsqueeze(1))
+    return model
+
+
+def _bpr(pos: float, neg: float) -> float:
+    return math.log1p(math.exp(-(pos - neg)))
+
+
+TARGET_BATCH = {"t": {"users": torch.tensor([0, 1]), "items": torch.tensor([0, 1]),
+                      "negatives": torch.tensor([[2], [0]])}}
+
+
+def _source():
+    return _mf([0.5, -1.0], {"s": [1.0, 2.0]})
+
+
+def _step(strategy) -> None:
+    opt = torch.optim.SGD(strategy.param_groups(), lr=0.5)
+    opt.zero_grad()
+    strategy.compute_loss(TARGET_BATCH)["loss"].backward()
+    opt.step()
+
+
+def test_finetune_copies_shared_weights_and_l2sp_is_the_squared_distance():
+    target = _mf([9.0, 9.0], {"t": [2.0, 0.0, -1.0]})
+    strategy = FineTune(target, "t", ["s"], source_model=_source(), l2sp=0.1, loss=BPRLoss())
+    assert strategy.transferred == ["user_encoder.weight"]
+    assert target.user_encoder.weight.flatten().tolist() == [0.5, -1.0]
+    out = strategy.compute_loss(TARGET_BATCH)
+    # users 0.5 / -1.0: user 0 pos 1.0 vs neg -0.5; user 1 pos 0 vs neg -2 -> mean BPR; no drift yet
+    loss_t = (_bpr(1.0, -0.5) + _bpr(0.0, -2.0)) / 2
+    assert out["loss_t"].item() == pytest.approx(loss_t, rel=1e-6)
+    assert out["loss_l2sp"].item() == 0.0
+    with torch.no_grad():
+        target.user_encoder.weight += torch.tensor([[0.3], [0.4]])
+    out = strategy.compute_loss(TARGET_BATCH)
+    assert out["loss_l2sp"].item() == pytest.approx(0.3**2 + 0.4**2, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(out["loss_t"].item() + 0.1 * 0.25, rel=1e-5)
+
+
+def test_model_fixing_freezes_named_submodules_and_scales_transferred_lr():
+    target = _mf([9.0, 9.0], {"t": [2.0, 0.0, -1.0]})
+    strategy = FineTune(target, "t", ["s"], source_model=_source(), freeze=["user_encoder"])
+    before_users, before_items = target.user_encoder.weight.clone(), target.item_encoders["t"].weight.clone()
+    _step(strategy)
+    assert torch.equal(target.user_encoder.weight, before_users)
+    assert not torch.equal(target.item_encoders["t"].weight, before_items)
+    with pytest.raises(ValueError, match="no submodule 'users'.*user_encoder"):
+        FineTune(_mf([0, 0], {"t": [0.0]}), "t", ["s"], source_model=_source(), freeze=["users"])
+    scaled = FineTune(_mf([0, 0], {"t": [0.0]}), "t", ["s"], source_model=_source(), transferred_lr_scale=0.1,
+                      optimizer=lambda groups: torch.optim.SGD(groups, lr=1.0))
+    lrs = sorted(g["lr"] for g in scaled.configure_optimizers().param_groups)
+    assert lrs == pytest.approx([0.1, 1.0])
+
+
+def test_distillation_kl_by_hand():
+    teacher, student = torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 0.0]])
+    p = [math.exp(1.0) / (math.exp(1.0) + 1.0), 1.0 / (math.exp(1.0) + 1.0)]  # softmax(teacher / 2)
+    kl = sum(pi * math.log(pi / 0.5) for pi in p)
+    assert distillation_kl(teacher, student, temperature=2.0).item() == pytest.approx(4 * kl, rel=1e-6)
+    assert distillation_kl(teacher, teacher, temperature=3.0).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_distillation_loss_and_a_frozen_teacher():
+    teacher = _mf([1.0, 2.0], {"t": [1.0, -1.0, 0.0], "s": [0.0]})
+    student = _mf([0.5, 0.5], {"t": [0.0, 0.0, 0.0]})
+    strategy = Distillation(student, "t", ["s"], source_model=teacher, alpha=0.5, temperature=1.0,
+                            extra_candidates=0, loss=BPRLoss())
+    out = strategy.compute_loss(TARGET_BATCH)
+    # student scores are all 0: loss_t = log 2; candidates per row = [pos, neg]
+    # teacher row 0 (user 1.0): items [0, 2] -> [1, 0]; row 1 (user 2.0): items [1, 0] -> [-2, 2]
+    def kl(a: float, b: float) -> float:
+        p = [math.exp(a) / (math.exp(a) + math.exp(b)), math.exp(b) / (math.exp(a) + math.exp(b))]
+        return sum(pi * math.log(pi / 0.5) for pi in p)
+    loss_kd = (kl(1.0, 0.0) + kl(-2.0, 2.0)) / 2
+    assert out["loss_t"].item() == pytest.approx(math.log(2), rel=1e-6)
+    assert out["loss_kd"].item() == pytest.approx(loss_kd, rel=1e-5)
+    assert out["loss"].item() == pytest.approx(math.log(2) + 0.5 * loss_kd, rel=1e-5)
+    before = [p.clone() for p in teacher.parameters()]
+    _step(strategy)
+    assert all(torch.equal(a, b) for a, b in zip(before, teacher.parameters(), strict=True))
+    assert all(not p.requires_grad for p in teacher.parameters())
+    with pytest.raises(KeyError, match="no item tower for domain 't'"):
+        Distillation(_mf([0.0, 0.0], {"t": [0.0]}), "t", ["s"], source_model=_source())
+
+
+def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vectors_frozen():
+    target = _mf([3.0, 4.0], {"t": [2.0, 0.0, -1.0]})
+    strategy = FeatureReuse(target, "t", ["s"], source_model=_source(), combine="concat")
+    encoder = target.user_encoder
+    assert encoder.frozen.flatten().tolist() == [0.5, -1.0]
+    # output = W [frozen ; own] with W = [0.01 * r, 1] at the start
+    w = encoder.mix.weight.detach()
+    expected = w[0, 0] * torch.tensor([0.5, -1.0]) + torch.tensor([3.0, 4.0])
+    torch.testing.assert_close(encoder(torch.tensor([0, 1])).flatten(), expected)
+    _step(strategy)
+    assert encoder.frozen.flatten().tolist() == [0.5, -1.0]
+    gated = FeatureReuse(_mf([1.0, 1.0], {"t": [1.0]}), "t", ["s"], source_model=_source(), combine="gate")
+    enc = gated.model.user_encoder
+    users = torch.tensor([0, 1])
+    gate = torch.sigmoid(enc.gate(torch.cat([enc.frozen[users], enc.own(users)], -1)))
+    torch.testing.assert_close(enc(users), enc.own(users) + gate * enc.project(enc.frozen[users]))
+
+
+def test_fusion_standardises_and_mixes_scores():
+    target, source = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[10.0, 0.0, 20.0]])
+    z_t = torch.tensor([[-1.0, 0.0, 1.0]])  # mean 2, sample std 1
+    z_s = (source - 10.0) / 10.0  # mean 10, sample std 10
+    torch.testing.assert_close(standardise(target), z_t)
+    torch.testing.assert_close(Fusion.fuse(target, source, 0.25), 0.75 * z_t + 0.25 * z_s)
+
+
+def test_fusion_picks_the_weight_on_validation_and_uses_it_for_test():
+    target_model = _mf([1.0], {"t": [3.0, 2.0, 1.0]})   # ranks item 0 first
+    source_model = _mf([1.0], {"t": [1.0, 2.0, 3.0]})   # ranks item 2 first
+    strategy = Fusion(target_model, "t", ["s"], source_model=source_model, weights=[0.0, 0.5, 1.0],
+                      ks=(1,), metrics=("hr",), select_metric="hr@1")
+    none = torch.tensor([], dtype=torch.long)
+    batch = {"users": torch.tensor([0]), "targets": torch.tensor([[2]]), "exclude_rows": none, "exclude_cols": none,
+             "n_candidates": torch.tensor([3])}
+    strategy.evaluate_batch(batch, "val")
+    logged = {}
+    strategy.log = lambda name, value, **kw: logged.__setitem__(name, float(value))
+    strategy.on_validation_epoch_end()
+    assert strategy.weight.item() == 1.0 and logged["val/fusion/weight"] == 1.0
+    assert logged["val/fusion/hr@1_w0"] == 0.0 and logged["val/fusion/hr@1_w1"] == 1.0
+    strategy.evaluate_batch(batch, "test")
+    assert strategy.eval_metrics["test"]["hr@1"].compute().item() == 1.0
+
+
+def test_mapping_loss_and_cold_users_use_the_mapped_vector():
+    target = _mf([2.0, 3.0, 0.0], {"t": [2.0, 0.0, -1.0]})
+    source = _mf([1.0, 1.0, 4.0], {"s": [1.0]})
+    strategy = Mapping(target, "t", ["s"], source_model=source, mapper="linear", beta=0.5, map_batch_size=4,
+                       loss=BPRLoss())
+    encoder = target.user_encoder
+    with torch.no_grad():
+        encoder.mapper.weight.fill_(1.5)
+        encoder.mapper.bias.fill_(0.0)
+    strategy.set_users(has_target_train=torch.tensor([True, True, False]).numpy(),
+                       has_source=torch.tensor([True, True, True]).numpy())
+    torch.manual_seed(0)
+    out = strategy.compute_loss(TARGET_BATCH)
+    # every mapping pair is user 0 or 1: f(1.0) = 1.5 vs own 2.0 or 3.0
+    picks = strategy.map_users[torch.randint(0, 2, (4,), generator=torch.Generator().manual_seed(0))]
+    assert set(picks.tolist()) <= {0, 1}
+    assert out["loss"].item() == pytest.approx(out["loss_t"].item() + 0.5 * out["loss_map"].item(), rel=1e-6)
+    ones = int((picks == 1).sum())  # the same draws as inside compute_loss (same seed, same call)
+    assert out["loss_map"].item() == pytest.approx((ones * 1.5**2 + (4 - ones) * 0.5**2) / 4, rel=1e-6)
+    vectors = encoder(torch.tensor([0, 1, 2])).flatten().tolist()
+    assert vectors == pytest.approx([2.0, 3.0, 6.0])  # user 2 is cold: 1.5 * 4.0
+
+
+def test_joint_uncertainty_weighting_formula():
+    model = _mf([1.0, 2.0], {"t": [2.0, 0.0, -1.0], "s": [1.0, -1.0]})
+    strategy = Joint(model, "t", ["s"], lam=1.0, weighting="uncertainty", loss=BPRLoss())
+    with torch.no_grad():
+        strategy.log_vars.copy_(torch.tensor([0.5, -0.2]))
+    batch = {**TARGET_BATCH, "s": {"users": torch.tensor([1]), "items": torch.tensor([0]),
+                                   "negatives": torch.tensor([[1]])}}
+    out = strategy.compute_loss(batch)
+    loss_s, loss_t = out["loss_s"].item(), out["loss_t"].item()
+    expected = math.exp(-0.5) * loss_s + 0.5 + math.exp(0.2) * loss_t - 0.2
+    assert out["loss"].item() == pytest.approx(expected, rel=1e-6)
+    assert out["weight_t"].item() == pytest.approx(math.exp(0.2), rel=1e-6)

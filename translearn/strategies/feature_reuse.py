@@ -1,0 +1,51 @@
+"""Feature reuse: source-side user vectors become frozen inputs of the target model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from translearn.models.encoders import IdEmbedding
+from translearn.models.recommender import Recommender
+from translearn.models.reuse import ReusedFeatureEncoder
+from translearn.strategies.base import TransferStrategy
+
+
+class FeatureReuse(TransferStrategy):
+    """Train the target model with ``user vector = combine(frozen source vector, own embedding)``:
+    ``loss = loss_t``. The source vectors come from the source-stage model and are never updated;
+    users without source data get a zero source vector. ``combine`` is ``concat`` or ``gate``
+    (see ``ReusedFeatureEncoder``)."""
+
+    uses_source_model = True
+
+    def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
+                 source_model: Recommender | None = None, combine: str = "concat", **kwargs: Any) -> None:
+        if source_model is None:
+            raise ValueError("feature reuse needs a source_model (the source stage, or strategy.source_ckpt)")
+        if not isinstance(model.user_encoder, IdEmbedding):
+            raise ValueError("feature reuse wraps an id-embedding user encoder (model=mf or model=ncf)")
+        with torch.no_grad():
+            frozen = source_model.user_vectors(torch.arange(model.user_encoder.num))
+        model.user_encoder = ReusedFeatureEncoder(frozen, model.user_encoder, combine)
+        super().__init__(model, target_domain, source_domains, **kwargs)
+        self.combine = combine
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
+        if prepared is None:
+            return
+        seen = np.zeros(prepared.num_users, dtype=bool)
+        for source in self.source_domains:
+            seen[prepared.train(source).users] = True
+        encoder = self.model.user_encoder
+        encoder.frozen[torch.from_numpy(~seen).to(encoder.frozen.device)] = 0.0
+
+    def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        loss_t = self.domain_loss(self.target_domain, batch[self.target_domain])
+        return {"loss": loss_t, "loss_t": loss_t}

@@ -1,0 +1,83 @@
+"""Cold-start mapping (EMCDR style): learn source user vector -> target user vector."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from translearn.models.encoders import IdEmbedding
+from translearn.models.recommender import Recommender
+from translearn.models.reuse import MappedUserEncoder
+from translearn.strategies.base import TransferStrategy
+
+
+def make_mapper(in_dim: int, out_dim: int, kind: str = "mlp", hidden_dim: int | None = None) -> nn.Module:
+    """``linear``: W x + b. ``mlp``: Linear -> tanh -> Linear (EMCDR's MLP mapping)."""
+    if kind == "linear":
+        return nn.Linear(in_dim, out_dim)
+    if kind == "mlp":
+        hidden = hidden_dim or 2 * out_dim
+        return nn.Sequential(nn.Linear(in_dim, hidden), nn.Tanh(), nn.Linear(hidden, out_dim))
+    raise ValueError(f"strategy.mapper must be 'linear' or 'mlp', got {kind!r}")
+
+
+class Mapping(TransferStrategy):
+    """``loss = loss_t + beta * loss_map`` with ``loss_map = mean ||f(u_source) - u_target||^2`` over users
+    that have both source data and target training data (target vectors detached, so the mapping
+    follows the target model and does not bend it). Users with no target training data are scored with
+    ``f(u_source)``: evaluate it with ``data.split=cold_start``."""
+
+    uses_source_model = True
+
+    def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
+                 source_model: Recommender | None = None, mapper: str = "mlp", hidden_dim: int | None = None,
+                 beta: float = 1.0, map_batch_size: int = 1024, **kwargs: Any) -> None:
+        if source_model is None:
+            raise ValueError("mapping needs a source_model (the source stage, or strategy.source_ckpt)")
+        if beta < 0 or map_batch_size < 1:
+            raise ValueError(f"strategy.beta must be >= 0 and strategy.map_batch_size >= 1, got {beta}, "
+                             f"{map_batch_size}")
+        own = model.user_encoder
+        if not isinstance(own, IdEmbedding):
+            raise ValueError("mapping wraps an id-embedding user encoder (model=mf or model=ncf)")
+        with torch.no_grad():
+            source = source_model.user_vectors(torch.arange(own.num))
+        model.user_encoder = MappedUserEncoder(own, source, make_mapper(source.shape[1], own.dim, mapper, hidden_dim))
+        super().__init__(model, target_domain, source_domains, **kwargs)
+        self.beta, self.map_batch_size = beta, map_batch_size
+        self.register_buffer("map_users", torch.zeros(0, dtype=torch.long), persistent=False)
+
+    def set_users(self, has_target_train: np.ndarray, has_source: np.ndarray) -> None:
+        """Which users own a target vector, and which of them train the mapping ([U] bool arrays)."""
+        encoder = self.model.user_encoder
+        encoder.has_own.copy_(torch.from_numpy(has_target_train))
+        self.map_users = torch.from_numpy(np.flatnonzero(has_target_train & has_source)).to(encoder.has_own.device)
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
+        if prepared is None:
+            return
+        has_target = np.zeros(prepared.num_users, dtype=bool)
+        has_target[prepared.train(self.target_domain).users] = True
+        has_source = np.zeros(prepared.num_users, dtype=bool)
+        for source in self.source_domains:
+            has_source[prepared.train(source).users] = True
+        if not (has_target & has_source).any():
+            raise ValueError("mapping needs users with both source data and target training data; there are none")
+        self.set_users(has_target, has_source)
+
+    def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        loss_t = self.domain_loss(self.target_domain, batch[self.target_domain])
+        if len(self.map_users) == 0:
+            raise RuntimeError("Mapping.set_users was not called (it runs in setup() with the data module)")
+        pick = torch.randint(0, len(self.map_users), (self.map_batch_size,), device=self.map_users.device)
+        users = self.map_users[pick]
+        encoder = self.model.user_encoder
+        loss_map = F.mse_loss(encoder.mapped(users), encoder.own(users).detach())
+        return {"loss": loss_t + self.beta * loss_map, "loss_t": loss_t, "loss_map": loss_map}

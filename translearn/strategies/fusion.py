@@ -86,8 +86,14 @@ class Fusion(TransferStrategy):
             return super().evaluate_batch(batch, stage)
         target, source = self._pair(batch)
         z_t, z_s = standardise(target), standardise(source)
+        fused = torch.empty_like(z_t)
         for w, metrics in zip(self.weights, self.grid_metrics, strict=True):
-            self.rank_into((1.0 - w) * z_t + w * z_s, batch, metrics)
+            # Rankings ignore a positive scale: rank z_t + w / (1 - w) * z_s (one pass) instead of the mix.
+            if w < 1.0:
+                torch.add(z_t, z_s, alpha=w / (1.0 - w), out=fused)
+            else:
+                fused.copy_(z_s)
+            self.rank_into(fused, batch, metrics)
 
     def on_validation_epoch_end(self) -> None:
         values = [float(m[self.select_metric].compute()) for m in self.grid_metrics]

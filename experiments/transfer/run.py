@@ -1,0 +1,104 @@
+"""Every strategy on the real data sets, 3 seeds, one protocol; main knobs tuned on validation only.
+
+For each row of a plan: run seed 0 over the row's knob grid, keep the value with the best
+``val/target/ndcg@10``, run seeds 1 and 2 with it, and report mean ± sample std over the 3 seeds.
+Runs land in ``--out`` (default outputs/experiments); the table is printed as Markdown and saved as
+``<out>/<plan>.md`` and ``<out>/<plan>.json``. Runs already present are reused, so the script resumes.
+
+    .venv/bin/python experiments/transfer/run.py arts_office cloth_sport_sparse arts_office_cold
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+TRAIN = str(Path(sys.executable).parent / "translearn-train")
+METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
+
+# row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
+ROWS = {
+    "target_only": ("target_only", [], {}),
+    "joint": ("joint", [], {"strategy.lam": ["0.5", "1", "2"]}),
+    "joint (uncertainty weights)": ("joint", ["strategy.weighting=uncertainty"], {}),
+    "fine-tuning": ("finetune", [], {"strategy.l2sp": ["0", "0.001"]}),
+    "model fixing (frozen users)": ("finetune", ["strategy.freeze=[user_encoder]"], {}),
+    "distillation": ("distill", [], {"strategy.alpha": ["0.5", "1", "2"]}),
+    "feature reuse": ("feature_reuse", [], {"strategy.combine": ["concat", "gate"]}),
+    "fusion (w tuned on valid)": ("fusion", [], {}),
+    "mapping (EMCDR)": ("mapping", [], {"strategy.mapper": ["linear", "mlp"]}),
+}
+PLANS = {
+    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r != "mapping (EMCDR)"]),
+    "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
+                           [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")]),
+    **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
+                                           ["target_only", "joint", "fine-tuning", "mapping (EMCDR)"])
+       for f in (0.2, 0.5, 0.8)},
+}
+
+
+def run(overrides: list[str], folder: Path) -> dict:
+    """One training run (skipped when ``folder/metrics.json`` exists); returns its metrics."""
+    done = folder / "metrics.json"
+    if not done.is_file():
+        cmd = [TRAIN, *overrides, f"hydra.run.dir={folder}"]
+        print("$ translearn-train " + " ".join(overrides), flush=True)
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return json.loads(done.read_text())
+
+
+def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
+    strategy, fixed, grid = ROWS[label]
+    slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
+    common = [*base, f"strategy={strategy}", *fixed]
+    choice: list[str] = []
+    tuning = {}
+    if grid:
+        (knob, values), = grid.items()
+        for value in values:
+            result = run([*common, f"{knob}={value}", "seed=0"], out / plan / slug / f"{knob}={value}" / "seed0")
+            tuning[value] = result["val/target/ndcg@10"]
+        best = max(values, key=lambda v: tuning[v])
+        choice = [f"{knob}={best}"]
+    folder = out / plan / slug / (choice[0] if choice else "default")
+    seeds = [run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in (0, 1, 2)]
+    row = {"row": label, "command": "translearn-train " + " ".join([*common, *choice, "seed=0,1,2"]),
+           "tuned": {"knob": choice, "val_ndcg@10_seed0": tuning} if grid else None}
+    for key in METRICS:
+        values = [s[key] for s in seeds]
+        row[key] = [statistics.mean(values), statistics.stdev(values)]
+    return row
+
+
+def table(rows: list[dict]) -> str:
+    head = "| strategy | " + " | ".join(METRICS) + " | chosen on valid |"
+    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+    for r in rows:
+        cells = [f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in METRICS]
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {' '.join(r['tuned']['knob']) if r['tuned'] else '-'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("plans", nargs="+", choices=list(PLANS))
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "experiments")
+    args = parser.parse_args()
+    for plan in args.plans:
+        base, labels = PLANS[plan]
+        rows = [run_row(plan, label, base, args.out) for label in labels]
+        md = table(rows)
+        (args.out / f"{plan}.md").write_text(md + "\n")
+        (args.out / f"{plan}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        print(f"\n## {plan}\n{md}\n", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -82,7 +82,8 @@ def table(rows: list[dict]) -> str:
     lines = [head, "|" + "---|" * (len(METRICS) + 2)]
     for r in rows:
         cells = [f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in METRICS]
-        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {' '.join(r['tuned']['knob']) if r['tuned'] else '-'} |")
+        chosen = " ".join(r["tuned"]["knob"]) if r["tuned"] else "-"
+        lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {chosen} |")
     return "\n".join(lines)
 
 

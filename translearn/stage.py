@@ -100,7 +100,6 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     from translearn.strategies.joint import Joint
     from translearn.strategies.source_only import SourceOnly
 
-    torch.manual_seed(spec.seed)
     if spec.domains == "all":
         task = Joint(model, prepared.target, list(prepared.sources), lam=spec.lam, loss=loss)
     else:
@@ -134,18 +133,22 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
     ``describe`` holds JSON-able descriptions of the factory, optimiser and loss settings for the cache
     key (the CLI passes the resolved config nodes); without it the model is trained but not cached.
     """
-    model = build_stage_model(factory, prepared, spec)
-    if checkpoint:
-        return load_model_weights(model, checkpoint)
-    entry = None
-    if cache_dir is not None and describe is not None:
-        key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
-        entry = Path(cache_dir) / "stage" / key[:24]
-        if (entry / "model.pt").is_file():
-            log.info("source-stage model read from cache %s", entry)
-            return load_model_weights(model, entry / "model.pt")
-    start = time.time()
-    losses = train_stage(model, prepared, spec, optimizer, loss)
+    # The stage draws from its own seeded RNG stream, so the run that trains it and the runs that read
+    # it from the cache leave the global RNG in the same state (and produce the same target model).
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        model = build_stage_model(factory, prepared, spec)
+        if checkpoint:
+            return load_model_weights(model, checkpoint)
+        entry = None
+        if cache_dir is not None and describe is not None:
+            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
+            entry = Path(cache_dir) / "stage" / key[:24]
+            if (entry / "model.pt").is_file():
+                log.info("source-stage model read from cache %s", entry)
+                return load_model_weights(model, entry / "model.pt")
+        start = time.time()
+        losses = train_stage(model, prepared, spec, optimizer, loss)
     log.info("source stage (%s, %d epochs) trained in %.1fs, final loss %.4f", spec.domains, spec.max_epochs,
              time.time() - start, losses[-1])
     if entry is not None:

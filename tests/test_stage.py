@@ -1,0 +1,64 @@
+"""The source stage: trained once, then read from the cache; source_ckpt overrides; atomic entries."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from translearn import stage as stage_module
+from translearn.cli.config import compose
+from translearn.train import train
+
+
+def _overrides(run_overrides, *extra):
+    stage = [] if "strategy=joint" in extra else ["strategy.stage.max_epochs=2"]
+    return [*run_overrides, "trainer.max_epochs=1", "logger=none", *extra, *stage]
+
+
+def test_stage_is_trained_once_and_then_read_from_the_cache(tmp_path, run_overrides, monkeypatch):
+    calls = []
+    real = stage_module.train_stage
+    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    first = train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "a"))
+    entries = list((tmp_path / "cache" / "stage").iterdir())
+    assert len(calls) == 1 and len(entries) == 1 and (entries[0] / "model.pt").is_file()
+    # a sweep over the transfer step's own knob reuses the stage model ...
+    train(compose(_overrides(run_overrides, "strategy=finetune", "strategy.l2sp=0.5"), output_dir=tmp_path / "b"))
+    again = train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "c"))
+    assert len(calls) == 1
+    assert again["test/target/ndcg@10"] == first["test/target/ndcg@10"]
+    # ... while a change to the stage (or the seed) trains a new one
+    train(compose([*_overrides(run_overrides, "strategy=finetune"), "strategy.stage.max_epochs=3"],
+                  output_dir=tmp_path / "d"))
+    assert len(calls) == 2 and len(list((tmp_path / "cache" / "stage").iterdir())) == 2
+
+
+def test_a_leftover_temp_entry_from_a_killed_run_is_ignored(tmp_path, run_overrides):
+    stage_dir = tmp_path / "cache" / "stage"
+    (stage_dir / ".tmp-deadbeef-x").mkdir(parents=True)
+    (stage_dir / ".tmp-deadbeef-x" / "model.pt").write_bytes(b"half a file")
+    train(compose(_overrides(run_overrides, "strategy=feature_reuse"), output_dir=tmp_path / "a"))
+    complete = [p for p in stage_dir.iterdir() if not p.name.startswith(".tmp-")]
+    assert len(complete) == 1 and (complete[0] / "meta.json").is_file()
+
+
+def test_source_ckpt_overrides_the_stage_with_a_run_checkpoint(tmp_path, run_overrides, monkeypatch):
+    joint = train(compose(_overrides(run_overrides, "strategy=joint"), output_dir=tmp_path / "joint"))
+    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: pytest.fail("the stage must not train"))
+    ckpt = joint["best_checkpoint"]
+    summary = train(compose(_overrides(run_overrides, "strategy=distill", f"strategy.source_ckpt={ckpt}"),
+                            output_dir=tmp_path / "distill"))
+    assert summary["strategy"] == "Distillation"
+    teacher = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]["model.user_encoder.weight"]
+    student_ckpt = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert torch.equal(student_ckpt["teacher.user_encoder.weight"], teacher)  # the teacher is the joint model
+    with pytest.raises(ValueError, match="embedding size"):
+        train(compose(_overrides(run_overrides, "strategy=distill", f"strategy.source_ckpt={ckpt}",
+                                 "strategy.stage.embedding_dim=8"), output_dir=tmp_path / "bad"))
+
+
+def test_a_smaller_student_learns_from_a_larger_teacher(tmp_path, run_overrides):
+    summary = train(compose(_overrides(run_overrides, "strategy=distill", "model.embedding_dim=8",
+                                       "strategy.stage.embedding_dim=32"), output_dir=tmp_path / "s"))
+    state = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert state["model.user_encoder.weight"].shape[1] == 8 and state["teacher.user_encoder.weight"].shape[1] == 32

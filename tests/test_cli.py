@@ -103,10 +103,12 @@ def test_dotted_override_selects_a_nested_group(tmp_path, run_overrides):
     assert summary["test/target/hr@10"] >= 0.0
 
 
-def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(tmp_path, run_overrides):
+@pytest.mark.parametrize("strategy", ["joint", "fusion"])
+def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(strategy, tmp_path, run_overrides):
     run_dir = tmp_path / "ddp"
-    done = _run([str(BIN / "translearn-train"), *run_overrides, "trainer=ddp", "trainer.devices=2",
-                 f"hydra.run.dir={run_dir}"], tmp_path)
+    stage = ["strategy.stage.max_epochs=2"] if strategy == "fusion" else []
+    done = _run([str(BIN / "translearn-train"), *run_overrides, f"strategy={strategy}", *stage, "trainer=ddp",
+                 "trainer.devices=2", f"hydra.run.dir={run_dir}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((run_dir / "metrics.json").read_text())
     single = _run([str(BIN / "translearn-eval"), str(run_dir), "--out", str(tmp_path / "e.json")], tmp_path)

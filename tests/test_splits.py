@@ -213,7 +213,7 @@ def test_cold_start_without_named_sources_uses_every_other_domain(make_data):
     roles = ColdStartUsers(holdout_fraction=0.99, valid_share=0.5)(data, "t", [], seed=0)
     valid, test = held_out_users(data, roles)
     assert valid | test == {*range(10), 12, 13, 14}  # round(0.99 * 13) = 13: every shared user
-    assert (len(valid), len(test)) == (6, 7)  # round(0.5 * 13) = 6 (round half to even)
+    assert (len(valid), len(test)) == (7, 6)  # 0.5 * 13 = 6.5 rounds half up to 7
 
 
 def test_cold_start_keeps_source_rows_of_held_out_users(make_data, static_source):

@@ -24,7 +24,7 @@ from translearn.data.sources.base import DataSource
 from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 2  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives
+FORMAT_VERSION = 3  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start rounding
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:

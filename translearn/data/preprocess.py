@@ -43,6 +43,13 @@ def _selected(data: CrossDomainData, domains: Sequence[str] | None) -> list[str]
     return list(domains)
 
 
+def _require_ids(inter: Interactions, domain: str, step: str) -> None:
+    """Steps that count per user or item need every id present."""
+    if (inter.users == MISSING).any() or (inter.items == MISSING).any():
+        raise ValueError(f"preprocess step {step}: domain {domain!r} has rows with a missing user or item id; "
+                         "put a DropInvalid step (data.preprocess.drop_invalid) before it")
+
+
 def _sort_key(inter: Interactions) -> np.ndarray:
     """Row order by (order key, original row): stable 'earliest first'."""
     if inter.order is None:
@@ -65,6 +72,7 @@ class Deduplicate:
         for name in _selected(data, self.domains):
             dom = data.domains[name]
             inter = dom.interactions
+            _require_ids(inter, name, "deduplicate")
             order = _sort_key(inter)
             if self.keep == "last":
                 order = order[::-1]
@@ -152,10 +160,10 @@ class KCore:
         for name in _selected(data, self.domains):
             dom = data.domains[name]
             inter = dom.interactions
+            _require_ids(inter, name, "kcore")
             keep = np.ones(len(inter), dtype=bool)
             rounds = 0
             while True:
-                rounds += 1
                 u_count = np.bincount(inter.users[keep], minlength=data.num_users)
                 i_count = np.bincount(inter.items[keep], minlength=dom.num_items)
                 ok = (u_count[inter.users] >= self.user_k) & (i_count[inter.items] >= self.item_k)
@@ -163,6 +171,7 @@ class KCore:
                 if new_keep.sum() == keep.sum():
                     break
                 keep = new_keep
+                rounds += 1
             report.record(name, len(inter), int(keep.sum()),
                           {f"rows of users/items below the k-core thresholds ({rounds} rounds)":
                            int((~keep).sum())})

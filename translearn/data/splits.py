@@ -157,8 +157,8 @@ class ColdStartUsers:
             raise SplitError(f"cold_start split needs users shared by the target {target!r} and a source "
                              f"domain ({', '.join(others) or 'none given'}); there are none")
         rng = np.random.default_rng(seed)
-        chosen = rng.permutation(shared)[: max(1, int(round(self.holdout_fraction * len(shared))))]
-        n_valid = int(round(self.valid_share * len(chosen)))
+        chosen = rng.permutation(shared)[: max(1, int(np.floor(self.holdout_fraction * len(shared) + 0.5)))]
+        n_valid = int(np.floor(self.valid_share * len(chosen) + 0.5))  # halves round up, not to even
         role_of_user = np.full(data.num_users, TRAIN, dtype=np.int8)
         role_of_user[chosen[:n_valid]] = VALID
         role_of_user[chosen[n_valid:]] = TEST

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -64,20 +64,24 @@ def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> Path:
     return final
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write a file via a temp file in the same folder and ``os.replace``."""
+def atomic_write_file(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call ``write(file)`` on a temp file in the same folder, fsync it, then ``os.replace`` it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".tmp-{path.name}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    atomic_write_file(path, lambda f: f.write(data))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

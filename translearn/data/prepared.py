@@ -48,6 +48,13 @@ class PreparedData:
         inter = self.data.domain(domain).interactions
         return inter.take(self.roles == TRAIN) if domain == self.target else inter
 
+    def users_with_training_data(self, domains: list[str]) -> np.ndarray:
+        """[num_users] bool: whether a user has training rows in any of ``domains``."""
+        seen = np.zeros(self.num_users, dtype=bool)
+        for domain in domains:
+            seen[self.train(domain).users] = True
+        return seen
+
     def held_out(self, role: str) -> Interactions:
         """Target interactions with role ``valid`` or ``test``."""
         if role not in ("valid", "test"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -40,9 +39,7 @@ class FeatureReuse(TransferStrategy):
         prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
         if prepared is None:
             return
-        seen = np.zeros(prepared.num_users, dtype=bool)
-        for source in self.source_domains:
-            seen[prepared.train(source).users] = True
+        seen = prepared.users_with_training_data(self.source_domains)
         encoder = self.model.user_encoder
         encoder.frozen[torch.from_numpy(~seen).to(encoder.frozen.device)] = 0.0
 

@@ -63,11 +63,8 @@ class Mapping(TransferStrategy):
         prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
         if prepared is None:
             return
-        has_target = np.zeros(prepared.num_users, dtype=bool)
-        has_target[prepared.train(self.target_domain).users] = True
-        has_source = np.zeros(prepared.num_users, dtype=bool)
-        for source in self.source_domains:
-            has_source[prepared.train(source).users] = True
+        has_target = prepared.users_with_training_data([self.target_domain])
+        has_source = prepared.users_with_training_data(self.source_domains)
         if not (has_target & has_source).any():
             raise ValueError("mapping needs users with both source data and target training data; there are none")
         self.set_users(has_target, has_source)

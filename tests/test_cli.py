@@ -117,3 +117,25 @@ def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(strategy, tm
     # Each held-out row is evaluated once across the two ranks, so the reduced metrics are exact.
     for key in ("val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@20", "test/target/auc"):
         assert again[key] == pytest.approx(saved[key], abs=1e-6), key
+
+
+def test_step_loss_reaches_the_logger_and_files_are_readable(tmp_path, run_overrides):
+    out = tmp_path / "run"
+    train(compose([*run_overrides, "trainer.log_every_n_steps=2"], output_dir=out))
+    header, *rows = (out / "csv" / "metrics.csv").read_text().splitlines()
+    column = header.split(",").index("train/loss_step")
+    assert sum(1 for r in rows if r.split(",")[column]) >= 2
+    assert (out / "metrics.json").stat().st_mode & 0o044  # group/other may read results (umask permitting)
+
+
+def test_eval_overrides_are_typed(tmp_path, run_overrides):
+    run_dir = tmp_path / "run"
+    train(compose(run_overrides, output_dir=run_dir))
+    from translearn.cli.evaluate import load_run_config
+
+    (run_dir / ".hydra").mkdir()
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(compose(run_overrides, output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
+    cfg = load_run_config(run_dir, ["data/protocol=sampled", "data.protocol.num_negatives=50"])
+    assert cfg.data.protocol.num_negatives == 50 and isinstance(cfg.data.protocol.num_negatives, int)

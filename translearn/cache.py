@@ -53,6 +53,7 @@ def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
     try:
         write(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
         try:
             os.rename(tmp, final)
         except OSError:
@@ -62,6 +63,12 @@ def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_file(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
@@ -74,6 +81,7 @@ def atomic_write_file(path: str | Path, write: Callable[[BinaryIO], None]) -> No
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes owner-only files; give the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

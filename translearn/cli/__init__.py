@@ -1,1 +1,1 @@
-"""Command-line entry points: translearn-train, translearn-eval, translearn-data."""
+"""Command-line entry points: translearn-train, translearn-eval, translearn-data, translearn-compare."""

@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.cli.config import config_dir, normalise_overrides
@@ -34,7 +35,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             node.pop("defaults", None)
             OmegaConf.update(cfg, key.replace("/", "."), node, merge=False)
         else:
-            OmegaConf.update(cfg, key, OmegaConf.create({"v": value}).v if value else value, merge=False)
+            OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=False)
     return cfg
 
 

@@ -126,7 +126,7 @@ class TemporalSplit:
         if orphan.any():
             users = np.unique(inter.users[orphan])
             if self.users_without_train == "error":
-                example = data.user_ids[users[0]]
+                example = data.user_ids[users[0]].item()
                 raise SplitError(
                     f"temporal split leaves {len(users):,} users of domain {target!r} without training data "
                     f"(e.g. user {example!r}); set data.split.users_without_train=drop or keep, or use "

@@ -125,8 +125,9 @@ class TransferStrategy(pl.LightningModule):
         for name, value in terms.items():
             self._train_sums[name] = self._train_sums.get(name, 0.0) + value.detach() * size
         self._train_rows += size
-        trainer = self._trainer
-        if trainer is not None and trainer.log_every_n_steps and self.global_step % trainer.log_every_n_steps == 0:
+        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
+        every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
 

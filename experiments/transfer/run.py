@@ -54,6 +54,11 @@ def run(overrides: list[str], folder: Path) -> dict:
     return json.loads(done.read_text())
 
 
+def _folder(knob: str, value: str) -> str:
+    """A folder name without the characters Hydra's override grammar reserves (=, [, ], ...)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{knob.removeprefix('strategy.')}-{value}")
+
+
 def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
     strategy, fixed, grid = ROWS[label]
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
@@ -63,11 +68,11 @@ def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
     if grid:
         (knob, values), = grid.items()
         for value in values:
-            result = run([*common, f"{knob}={value}", "seed=0"], out / plan / slug / f"{knob}={value}" / "seed0")
+            result = run([*common, f"{knob}={value}", "seed=0"], out / plan / slug / _folder(knob, value) / "seed0")
             tuning[value] = result["val/target/ndcg@10"]
         best = max(values, key=lambda v: tuning[v])
         choice = [f"{knob}={best}"]
-    folder = out / plan / slug / (choice[0] if choice else "default")
+    folder = out / plan / slug / (_folder(*choice[0].split("=", 1)) if choice else "default")
     seeds = [run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in (0, 1, 2)]
     row = {"row": label, "command": "translearn-train " + " ".join([*common, *choice, "seed=0,1,2"]),
            "tuned": {"knob": choice, "val_ndcg@10_seed0": tuning} if grid else None}

@@ -24,7 +24,8 @@ from translearn.report import format_metrics
 log = logging.getLogger(__name__)
 # Lightning advice that does not apply here: small epochs on small data, and our own batch transfer.
 for _pattern in (r".*smaller than the logging interval.*", r".*overridden `transfer_batch_to_device`.*",
-                 r".*LeafSpec.*is deprecated.*", r".*does not have many workers.*"):
+                 r".*LeafSpec.*is deprecated.*", r".*does not have many workers.*",
+                 r".*module\(s\) in eval mode at the start of training.*"):  # frozen teachers stay in eval mode
     warnings.filterwarnings("ignore", message=_pattern)
 
 

@@ -25,7 +25,7 @@ METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "te
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
     "target_only": ("target_only", [], {}),
-    "joint": ("joint", [], {"strategy.lam": ["0.5", "1", "2"]}),
+    "joint": ("joint", [], {"strategy.lam": ["0.5", "1", "2", "4", "8"]}),
     "joint (uncertainty weights)": ("joint", ["strategy.weighting=uncertainty"], {}),
     "fine-tuning": ("finetune", [], {"strategy.l2sp": ["0", "0.001"]}),
     "model fixing (frozen users)": ("finetune", ["strategy.freeze=[user_encoder]"], {}),

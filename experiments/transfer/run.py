@@ -39,7 +39,8 @@ PLANS = {
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
                            [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")]),
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
-                                           ["target_only", "joint", "fine-tuning", "mapping (EMCDR)"])
+                                           ["target_only", "joint", "fine-tuning", "model fixing (frozen users)",
+                                            "mapping (EMCDR)"])
        for f in (0.2, 0.5, 0.8)},
 }
 

@@ -139,3 +139,18 @@ def test_eval_overrides_are_typed(tmp_path, run_overrides):
     OmegaConf.save(compose(run_overrides, output_dir=run_dir), run_dir / ".hydra" / "config.yaml")
     cfg = load_run_config(run_dir, ["data/protocol=sampled", "data.protocol.num_negatives=50"])
     assert cfg.data.protocol.num_negatives == 50 and isinstance(cfg.data.protocol.num_negatives, int)
+
+
+def test_lr_scheduler_from_config(tmp_path, run_overrides):
+    cfg = compose([*run_overrides, "scheduler=step", "scheduler.step_size=1", "scheduler.gamma=0.5",
+                   "strategy=target_only", "optimizer.lr=0.01"], output_dir=tmp_path)
+    from translearn.build import build_data, build_model, build_strategy
+
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    out = strategy.configure_optimizers()
+    optimizer, scheduler = out["optimizer"], out["lr_scheduler"]["scheduler"]
+    optimizer.step()
+    scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == 0.005  # 0.01 halved after one epoch
+    assert train(cfg)["epochs_run"] == 2

@@ -91,8 +91,9 @@ class TransferStrategy(pl.LightningModule):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def setup(self, stage: str) -> None:
-        """Under CPU DDP, split the cores between the processes: two processes with two OpenMP threads
-        each on two cores spin against each other and run many times slower."""
+        """Checks against the data module's data, and thread count: under CPU DDP the cores are split
+        between the processes (two processes with two OpenMP threads each on two cores spin against
+        each other and run many times slower)."""
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
@@ -100,16 +101,18 @@ class TransferStrategy(pl.LightningModule):
         if prepared is not None and getattr(self.loss_fn, "needs_ratings", False):
             for domain in self.train_domains:
                 if prepared.train(domain).ratings is None:
-                    raise ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain "
-                                     f"{domain!r} has none; use loss=bpr (or bce, softmax) for implicit data")
+                    raise self._no_ratings(domain)
+
+    def _no_ratings(self, domain: str) -> ValueError:
+        return ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
+                          "has none; use loss=bpr (or bce, softmax) for implicit data")
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
         """The configured loss of the model on one domain's part of the batch."""
         if getattr(self.loss_fn, "needs_ratings", False):
             if "ratings" not in part:
-                raise ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain "
-                                 f"{domain!r} has none; use loss=bpr (or bce, softmax) for implicit data")
+                raise self._no_ratings(domain)
             return self.loss_fn(self.model.score(domain, part["users"], part["items"]), part["ratings"])
         if "negatives" not in part:
             raise ValueError(f"the loss {type(self.loss_fn).__name__} needs sampled negatives; "

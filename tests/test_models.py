@@ -9,6 +9,7 @@ from translearn.models import DotHead, IdEmbedding, MLPHead, Recommender, matrix
 
 FACTORIES = {
     "mf": lambda: matrix_factorization(7, {"s": 5, "t": 4}, embedding_dim=8, init_std=0.5),
+    "mf-bias": lambda: matrix_factorization(7, {"s": 5, "t": 4}, embedding_dim=8, init_std=0.5, bias=True),
     "ncf": lambda: neural_cf(7, {"s": 5, "t": 4}, embedding_dim=8, hidden_dims=(6, 3), init_std=0.5),
     "ncf-no-gmf": lambda: neural_cf(7, {"s": 5, "t": 4}, embedding_dim=8, gmf=False, init_std=0.5),
 }
@@ -61,3 +62,14 @@ def test_unknown_domain_names_the_towers():
 def test_embedding_rejects_empty_tables():
     with pytest.raises(ValueError, match="num >= 1"):
         IdEmbedding(0, 4)
+
+
+def test_biased_mf_adds_user_and_item_biases():
+    model = matrix_factorization(2, {"t": 3}, embedding_dim=1, bias=True)
+    with torch.no_grad():
+        model.user_encoder.embedding.weight.copy_(torch.tensor([[1.0], [2.0]]))
+        model.user_encoder.bias.copy_(torch.tensor([0.5, -1.0]))
+        model.item_encoders["t"].embedding.weight.copy_(torch.tensor([[1.0], [0.0], [-1.0]]))
+        model.item_encoders["t"].bias.copy_(torch.tensor([3.0, 2.0, 1.0]))
+    # user 0: 1*[1, 0, -1] + 0.5 + [3, 2, 1]; user 1: 2*[1, 0, -1] - 1 + [3, 2, 1]
+    assert model.score_all("t", torch.tensor([0, 1])).tolist() == [[4.5, 2.5, 0.5], [4.0, 1.0, -2.0]]

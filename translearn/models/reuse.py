@@ -5,8 +5,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from translearn.models.encoders import IdEmbedding
-
 
 class ReusedFeatureEncoder(nn.Module):
     """A frozen source vector per user combined with the target model's own trainable embedding.
@@ -20,7 +18,7 @@ class ReusedFeatureEncoder(nn.Module):
     forward(users [B]) -> [B, D]
     """
 
-    def __init__(self, frozen: Tensor, own: IdEmbedding, combine: str = "concat") -> None:
+    def __init__(self, frozen: Tensor, own: nn.Module, combine: str = "concat") -> None:
         super().__init__()
         if combine not in ("concat", "gate"):
             raise ValueError(f"strategy.combine must be 'concat' or 'gate', got {combine!r}")
@@ -66,7 +64,7 @@ class MappedUserEncoder(nn.Module):
     mapper:   nn.Module [.., F] -> [.., D]
     """
 
-    def __init__(self, own: IdEmbedding, source: Tensor, mapper: nn.Module) -> None:
+    def __init__(self, own: nn.Module, source: Tensor, mapper: nn.Module) -> None:
         super().__init__()
         self.own, self.mapper = own, mapper
         self.register_buffer("source", source.detach().clone())
@@ -77,7 +75,9 @@ class MappedUserEncoder(nn.Module):
         return self.own.num
 
     def mapped(self, users: Tensor) -> Tensor:
-        return self.mapper(self.source[users])
+        out = self.mapper(self.source[users])
+        complete = getattr(self.own, "complete", None)  # e.g. biased MF: keep the constant slot at 1
+        return complete(out) if complete is not None else out
 
     def forward(self, users: Tensor) -> Tensor:
         cold = ~self.has_own[users]

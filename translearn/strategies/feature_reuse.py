@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Recommender
 from translearn.models.reuse import ReusedFeatureEncoder
 from translearn.strategies.base import TransferStrategy
@@ -26,7 +25,7 @@ class FeatureReuse(TransferStrategy):
                  source_model: Recommender | None = None, combine: str = "concat", **kwargs: Any) -> None:
         if source_model is None:
             raise ValueError("feature reuse needs a source_model (the source stage, or strategy.source_ckpt)")
-        if not isinstance(model.user_encoder, IdEmbedding):
+        if not (hasattr(model.user_encoder, "num") and hasattr(model.user_encoder, "dim")):
             raise ValueError("feature reuse wraps an id-embedding user encoder (model=mf or model=ncf)")
         with torch.no_grad():
             frozen = source_model.user_vectors(torch.arange(model.user_encoder.num))

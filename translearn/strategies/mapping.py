@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Recommender
 from translearn.models.reuse import MappedUserEncoder
 from translearn.strategies.base import TransferStrategy
@@ -43,7 +42,7 @@ class Mapping(TransferStrategy):
             raise ValueError(f"strategy.beta must be >= 0 and strategy.map_batch_size >= 1, got {beta}, "
                              f"{map_batch_size}")
         own = model.user_encoder
-        if not isinstance(own, IdEmbedding):
+        if not (hasattr(own, "num") and hasattr(own, "dim")):
             raise ValueError("mapping wraps an id-embedding user encoder (model=mf or model=ncf)")
         with torch.no_grad():
             source = source_model.user_vectors(torch.arange(own.num))

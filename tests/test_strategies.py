@@ -131,3 +131,21 @@ def test_joint_refuses_domains_without_shared_users():
     trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
     with pytest.raises(ValueError, match="no users in common"):
         trainer.fit(strategy, dm)
+
+
+def test_popularity_ranks_by_training_counts(tmp_path, run_overrides):
+    from translearn.strategies import Popularity
+
+    strategy = Popularity(_fixed_mf(), "t", ks=(1, 2), metrics=("hr",))
+    strategy.set_counts(torch.tensor([0, 0, 1, 2, 2, 2]).numpy())  # counts: item 0 -> 2, 1 -> 1, 2 -> 3
+    assert strategy.score_all(torch.tensor([0, 1])).tolist() == [[2.0, 1.0, 3.0]] * 2
+    batch = {"users": torch.tensor([0]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
+             "exclude_cols": torch.tensor([1]), "n_candidates": torch.tensor([2])}
+    strategy.evaluate_batch(batch, "test")  # item 2 (count 3) outranks the target item 0 (count 2)
+    got = {k: m.compute().item() for k, m in strategy.eval_metrics["test"].items()}
+    assert got == {"hr@1": 0.0, "hr@2": 1.0}
+    from translearn.cli.config import compose
+    from translearn.train import train
+
+    summary = train(compose([*run_overrides, "strategy=popularity", "trainer.max_epochs=5"], output_dir=tmp_path))
+    assert summary["epochs_run"] == 1 and summary["test/target/hr@10"] > 0.0

@@ -24,6 +24,7 @@ METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "te
 
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
+    "popularity": ("popularity", [], {}),
     "target_only": ("target_only", [], {}),
     "joint": ("joint", [], {"strategy.lam": ["0.5", "1", "2", "4", "8"]}),
     "joint (uncertainty weights)": ("joint", ["strategy.weighting=uncertainty"], {}),
@@ -39,7 +40,8 @@ PLANS = {
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
                            [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")]),
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
-                                           ["target_only", "joint", "fine-tuning", "model fixing (frozen users)",
+                                           ["popularity", "target_only", "joint", "fine-tuning",
+                                            "model fixing (frozen users)",
                                             "mapping (EMCDR)"])
        for f in (0.2, 0.5, 0.8)},
 }

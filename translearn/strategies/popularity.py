@@ -1,0 +1,53 @@
+"""Most popular: the non-personalised sanity baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from translearn.strategies.base import TransferStrategy
+
+
+class Popularity(TransferStrategy):
+    """Score every item by its number of training interactions in the target domain, the same for every
+    user. Nothing is trained (one pass to count, then it stops); the model is only used for its size.
+    A transfer result should beat this as well as ``target_only``; under ``data.split=cold_start`` it is
+    the natural floor for users without target history."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+        self.register_buffer("counts", torch.zeros(self.model.item_encoder(self.target_domain).num))
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
+        if prepared is not None:
+            self.set_counts(prepared.train(self.target_domain).items)
+
+    def set_counts(self, items: np.ndarray) -> None:
+        """Count the given training item indices [N]."""
+        counts = np.bincount(items, minlength=len(self.counts)).astype(np.float32)
+        self.counts.copy_(torch.from_numpy(counts))
+
+    def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        return {"loss": torch.zeros((), device=self.counts.device)}
+
+    def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> None:
+        return None
+
+    def on_train_epoch_end(self) -> None:
+        self.trainer.should_stop = True  # counting needs no second epoch
+
+    def configure_optimizers(self) -> None:
+        return None
+
+    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
+        shape = (len(users), len(self.counts))
+        scores = torch.empty(shape, device=self.counts.device) if out is None else out.reshape(-1)[
+            : shape[0] * shape[1]].view(shape)
+        return scores.copy_(self.counts.expand(shape))
+
+    def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.counts[items]

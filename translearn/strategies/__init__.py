@@ -14,5 +14,5 @@ from translearn.strategies.popularity import Popularity
 from translearn.strategies.source_only import SourceOnly
 from translearn.strategies.target_only import TargetOnly
 
-__all__ = ["Distillation", "FeatureReuse", "FineTune", "Fusion", "Joint", "Mapping", "Popularity", "SourceOnly", "TargetOnly",
-           "TransferStrategy"]
+__all__ = ["Distillation", "FeatureReuse", "FineTune", "Fusion", "Joint", "Mapping", "Popularity", "SourceOnly",
+           "TargetOnly", "TransferStrategy"]

@@ -35,14 +35,14 @@ ROWS = {
     "fusion (w tuned on valid)": ("fusion", [], {}),
     "mapping (EMCDR)": ("mapping", [], {"strategy.mapper": ["linear", "mlp"]}),
 }
+COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
+# plan -> (base overrides, rows, smaller knob grids for that plan)
 PLANS = {
-    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r != "mapping (EMCDR)"]),
+    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
-                           [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")]),
+                           [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")], {}),
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
-                                           ["popularity", "target_only", "joint", "fine-tuning",
-                                            "model fixing (frozen users)",
-                                            "mapping (EMCDR)"])
+                                           COLD_ROWS, {"joint": {"strategy.lam": ["1", "4"]}})
        for f in (0.2, 0.5, 0.8)},
 }
 
@@ -64,6 +64,7 @@ def _folder(knob: str, value: str) -> str:
 
 def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
     strategy, fixed, grid = ROWS[label]
+    grid = PLANS[plan][2].get(label, grid)
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
     common = [*base, f"strategy={strategy}", *fixed]
     choice: list[str] = []
@@ -101,7 +102,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "experiments")
     args = parser.parse_args()
     for plan in args.plans:
-        base, labels = PLANS[plan]
+        base, labels, _ = PLANS[plan]
         rows = [run_row(plan, label, base, args.out) for label in labels]
         md = table(rows)
         (args.out / f"{plan}.md").write_text(md + "\n")

@@ -55,7 +55,8 @@ def epoch(prepared, domains, batch_size, num_negatives=2, seed=0):
 @pytest.mark.parametrize("domains", [["target", "source"], ["source", "target"], ["target"]])
 def test_one_epoch_covers_every_anchor_row_once(synthetic, domains):
     batches = epoch(synthetic, domains, batch_size=64)
-    anchor = domains[0]
+    anchor = "source" if "source" in domains else "target"  # the domain with the most training rows
+    assert len(synthetic.train("source")) > len(synthetic.train("target"))
     seen = [pair for b in batches
             for pair in zip(b[anchor]["users"].tolist(), b[anchor]["items"].tolist(), strict=True)]
     assert Counter(seen) == Counter(train_pairs(synthetic, anchor))
@@ -64,22 +65,23 @@ def test_one_epoch_covers_every_anchor_row_once(synthetic, domains):
 
 
 def test_other_domains_are_proportional_and_seen_about_once(synthetic):
-    n_anchor, n_source = len(synthetic.train("target")), len(synthetic.train("source"))
+    # the sparse target rides along with the larger source, which sets the epoch
+    n_anchor, n_target = len(synthetic.train("source")), len(synthetic.train("target"))
     batches = epoch(synthetic, ["target", "source"], batch_size=50)
     for b in batches:
-        b_anchor = len(b["target"]["users"])
-        assert len(b["source"]["users"]) == math.ceil(b_anchor * n_source / n_anchor)
-        assert len(b["source"]["items"]) == len(b["source"]["negatives"]) == len(b["source"]["users"])
+        b_anchor = len(b["source"]["users"])
+        assert len(b["target"]["users"]) == math.ceil(b_anchor * n_target / n_anchor)
+        assert len(b["target"]["items"]) == len(b["target"]["negatives"]) == len(b["target"]["users"])
     seen = Counter(pair for b in batches
-                   for pair in zip(b["source"]["users"].tolist(), b["source"]["items"].tolist(), strict=True))
-    assert set(seen) == set(train_pairs(synthetic, "source"))  # every source row at least once ...
+                   for pair in zip(b["target"]["users"].tolist(), b["target"]["items"].tolist(), strict=True))
+    assert set(seen) == set(train_pairs(synthetic, "target"))  # every target row at least once ...
     assert max(seen.values()) <= 2  # ... and no row more than twice
 
 
 def test_batch_sizes_by_hand(hand):
-    # anchor t has 4 training rows, s has 6: batches of 3 and 1 anchor rows take ceil(3*6/4)=5 and ceil(6/4)=2
+    # s has 6 training rows and anchors; t has 4: two batches of 3 s rows take ceil(3*4/6) = 2 t rows each
     sizes = sorted((len(b["t"]["users"]), len(b["s"]["users"])) for b in epoch(hand, ["t", "s"], batch_size=3))
-    assert sizes == [(1, 2), (3, 5)]
+    assert sizes == [(2, 3), (2, 3)]
 
 
 def test_negatives_are_never_training_positives(synthetic):

@@ -26,7 +26,7 @@ from translearn.data.prepared import PreparedData
 from translearn.models.recommender import Recommender
 
 log = logging.getLogger(__name__)
-STAGE_VERSION = 1
+STAGE_VERSION = 2  # 2: the largest domain sets the epoch of multi-domain stages
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class StageSpec:
     """How the stage model is trained.
 
     domains:       ``sources`` (source domains only) or ``all`` (sources + target training rows, joint)
-    max_epochs:    passes over the anchor domain's training rows
+    max_epochs:    passes over the largest stage domain's training rows (the others proportionally)
     lam:           target weight when ``domains='all'`` (``loss = loss_s + lam * loss_t``)
     embedding_dim: the stage model's embedding size, when it differs from the target model's (a larger
                    teacher for distillation); None keeps the model config's
@@ -117,7 +117,7 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            size = len(batch[task.train_domains[0]]["users"])
+            size = sum(len(part["users"]) for part in batch.values())
             total, rows = total + out["loss"].item() * size, rows + size
         history.append(total / max(rows, 1))
     model.eval()

@@ -26,7 +26,7 @@ METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "te
 ROWS = {
     "popularity": ("popularity", [], {}),
     "target_only": ("target_only", [], {}),
-    "joint": ("joint", [], {"strategy.lam": ["0.5", "1", "2", "4", "8"]}),
+    "joint": ("joint", [], {"strategy.lam": ["0.25", "1", "4", "16"]}),
     "joint (uncertainty weights)": ("joint", ["strategy.weighting=uncertainty"], {}),
     "fine-tuning": ("finetune", [], {"strategy.l2sp": ["0", "0.001"]}),
     "model fixing (frozen users)": ("finetune", ["strategy.freeze=[user_encoder]"], {}),

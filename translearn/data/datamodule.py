@@ -2,8 +2,9 @@
 
 Training batch (one dict per step), for every domain ``d`` the strategy trains on:
     batch[d] = {"users": [B_d], "items": [B_d], "negatives": [B_d, N], "ratings": [B_d] (if any)}
-The first domain is the anchor: an epoch is one pass over its training rows; every other domain
-contributes ``ceil(B * n_d / n_anchor)`` rows per step, so it is also seen about once per epoch.
+The domain with the most training rows is the anchor: an epoch is one pass over its rows in batches
+of B; every other domain contributes ``ceil(B * n_d / n_anchor)`` rows per step, so each domain is
+seen about once per epoch and a sparse target does not shrink the epoch of a joint model.
 
 Evaluation batch (target domain), under full ranking:
     {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "n_candidates": [B],
@@ -64,11 +65,13 @@ class TrainBatches(Dataset):
                 raise ValueError(f"domain {d!r} has no training interactions")
         self.samplers = {d: NegativeSampler(r.users, r.items, prepared.num_items(d)) for d, r in self.rows.items()}
         self.rng = np.random.default_rng(seed)
-        self._cursor = {d: 0 for d in self.domains[1:]}
-        self._perm = {d: self.rng.permutation(len(self.rows[d])) for d in self.domains[1:]}
+        self.anchor = max(self.domains, key=lambda d: len(self.rows[d]))  # ties: the first listed
+        self.others = [d for d in self.domains if d != self.anchor]
+        self._cursor = {d: 0 for d in self.others}
+        self._perm = {d: self.rng.permutation(len(self.rows[d])) for d in self.others}
 
     def __len__(self) -> int:
-        return len(self.rows[self.domains[0]])
+        return len(self.rows[self.anchor])
 
     def _next_rows(self, domain: str, n: int) -> np.ndarray:
         """The next ``n`` rows of a non-anchor domain from a reshuffled-on-exhaustion permutation."""
@@ -95,11 +98,10 @@ class TrainBatches(Dataset):
         return part
 
     def __getitems__(self, indices: list[int]) -> dict[str, dict[str, torch.Tensor]]:
-        anchor = self.domains[0]
         index = np.asarray(indices, dtype=np.int64)
-        batch = {anchor: self._part(anchor, index)}
+        batch = {self.anchor: self._part(self.anchor, index)}
         n_anchor = len(self)
-        for d in self.domains[1:]:
+        for d in self.others:
             size = math.ceil(len(index) * len(self.rows[d]) / n_anchor)
             batch[d] = self._part(d, self._next_rows(d, size))
         return batch
@@ -187,7 +189,7 @@ class ShardSampler(DistributedSampler):
 
 
 class CrossDomainDataModule(pl.LightningDataModule):
-    """Training batches over ``train_domains`` (anchor first) and target-domain evaluation rows."""
+    """Training batches over ``train_domains`` (the largest is the anchor) and target evaluation rows."""
 
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
                  num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0) -> None:

@@ -72,7 +72,7 @@ class TransferStrategy(pl.LightningModule):
     # ---- what subclasses provide ----------------------------------------------------------------
     @property
     def train_domains(self) -> list[str]:
-        """Domains in each training batch, the anchor (one pass per epoch) first."""
+        """Domains in each training batch (the one with the most training rows sets the epoch length)."""
         return [self.target_domain, *self.source_domains] if self.uses_sources else [self.target_domain]
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
@@ -122,7 +122,7 @@ class TransferStrategy(pl.LightningModule):
 
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> Tensor:
         terms = self.compute_loss(batch)
-        size = len(batch[self.train_domains[0]]["users"])
+        size = sum(len(part["users"]) for part in batch.values())
         # Epoch means are accumulated here and logged once per epoch: Lightning's per-step logging
         # machinery costs about as much as an MF training step itself.
         for name, value in terms.items():

@@ -87,7 +87,7 @@ def test_distillation_loss_and_a_frozen_teacher():
     teacher = _mf([1.0, 2.0], {"t": [1.0, -1.0, 0.0], "s": [0.0]})
     student = _mf([0.5, 0.5], {"t": [0.0, 0.0, 0.0]})
     strategy = Distillation(student, "t", ["s"], source_model=teacher, alpha=0.5, temperature=1.0,
-                            extra_candidates=0, loss=BPRLoss())
+                            extra_candidates=0, kd_users=0, loss=BPRLoss())
     out = strategy.compute_loss(TARGET_BATCH)
     # student scores are all 0: loss_t = log 2; candidates per row = [pos, neg]
     # teacher row 0 (user 1.0): items [0, 2] -> [1, 0]; row 1 (user 2.0): items [1, 0] -> [-2, 2]
@@ -104,6 +104,29 @@ def test_distillation_loss_and_a_frozen_teacher():
     assert all(not p.requires_grad for p in teacher.parameters())
     with pytest.raises(KeyError, match="no item tower for domain 't'"):
         Distillation(_mf([0.0, 0.0], {"t": [0.0]}), "t", ["s"], source_model=_source())
+
+
+def test_distillation_also_teaches_users_outside_the_batch():
+    teacher = _mf([1.0, -2.0], {"t": [1.0, -1.0, 0.0], "s": [0.0]})
+    student = _mf([0.0, 0.0], {"t": [0.5, 0.1, -0.3]})  # zero users: every student score is 0
+    strategy = Distillation(student, "t", ["s"], source_model=teacher, extra_candidates=3, kd_users=4)
+    torch.manual_seed(0)
+    out = strategy.compute_loss(TARGET_BATCH)
+    # replay the same draws: batch rows get 3 extra items each, then 4 users with 3 items each
+    gen = torch.Generator().manual_seed(0)
+    extra = torch.randint(0, 3, (2, 3), generator=gen)
+    others = torch.randint(0, 2, (4,), generator=gen)
+    items = torch.randint(0, 3, (4, 3), generator=gen)
+    u = torch.tensor([1.0, -2.0])
+    v = torch.tensor([1.0, -1.0, 0.0])
+    rows = torch.cat([torch.tensor([[0, 2], [1, 0]]), extra], dim=1)
+    kl_batch = distillation_kl(u[[0, 1]].unsqueeze(1) * v[rows], torch.zeros(2, 5), 1.0)
+    kl_users = distillation_kl(u[others].unsqueeze(1) * v[items], torch.zeros(4, 3), 1.0)
+    expected = (kl_batch * 2 + kl_users * 4) / 6  # mean over all 6 KD rows
+    assert out["loss_kd"].item() == pytest.approx(expected.item(), rel=1e-5)
+    # the extra users get gradients although none of them is in the target batch
+    out["loss"].backward()
+    assert student.user_encoder.weight.grad[others].abs().sum() > 0
 
 
 def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vectors_frozen():

@@ -87,7 +87,7 @@ def test_distillation_loss_and_a_frozen_teacher():
     teacher = _mf([1.0, 2.0], {"t": [1.0, -1.0, 0.0], "s": [0.0]})
     student = _mf([0.5, 0.5], {"t": [0.0, 0.0, 0.0]})
     strategy = Distillation(student, "t", ["s"], source_model=teacher, alpha=0.5, temperature=1.0,
-                            extra_candidates=0, kd_users=0, loss=BPRLoss())
+                            extra_candidates=0, top_candidates=0, kd_users=0, loss=BPRLoss())
     out = strategy.compute_loss(TARGET_BATCH)
     # student scores are all 0: loss_t = log 2; candidates per row = [pos, neg]
     # teacher row 0 (user 1.0): items [0, 2] -> [1, 0]; row 1 (user 2.0): items [1, 0] -> [-2, 2]
@@ -109,7 +109,8 @@ def test_distillation_loss_and_a_frozen_teacher():
 def test_distillation_also_teaches_users_outside_the_batch():
     teacher = _mf([1.0, -2.0], {"t": [1.0, -1.0, 0.0], "s": [0.0]})
     student = _mf([0.0, 0.0], {"t": [0.5, 0.1, -0.3]})  # zero users: every student score is 0
-    strategy = Distillation(student, "t", ["s"], source_model=teacher, extra_candidates=3, kd_users=4)
+    strategy = Distillation(student, "t", ["s"], source_model=teacher, extra_candidates=3, top_candidates=0,
+                            kd_users=4)
     torch.manual_seed(0)
     out = strategy.compute_loss(TARGET_BATCH)
     # replay the same draws: batch rows get 3 extra items each, then 4 users with 3 items each
@@ -208,3 +209,13 @@ def test_joint_uncertainty_weighting_formula():
     expected = math.exp(-0.5) * loss_s + 0.5 + math.exp(0.2) * loss_t - 0.2
     assert out["loss"].item() == pytest.approx(expected, rel=1e-6)
     assert out["weight_t"].item() == pytest.approx(math.exp(0.2), rel=1e-6)
+
+
+def test_distillation_samples_candidates_from_the_teacher_top_items():
+    teacher = _mf([1.0, -1.0], {"t": [0.5, 3.0, -2.0, 1.0], "s": [0.0]})
+    strategy = Distillation(_mf([0.0, 0.0], {"t": [0.0] * 4}), "t", ["s"], source_model=teacher,
+                            teacher_top_k=2, top_candidates=2, extra_candidates=0, kd_users=0)
+    # user 0 (vector 1) ranks items 1 (3.0) and 3 (1.0) first; user 1 (vector -1) ranks 2 (2.0) and 0 (-0.5)
+    assert strategy.teacher_top().tolist() == [[1, 3], [2, 0]]
+    items = strategy.kd_items(torch.tensor([0, 1]), [])
+    assert [sorted(row) for row in items.tolist()] == [[1, 3], [0, 2]]

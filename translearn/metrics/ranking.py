@@ -32,7 +32,7 @@ class RankedTargets(NamedTuple):
 
 def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None,
                  n_candidates: Tensor | None = None, workspace: Tensor | None = None,
-                 count_ties: bool = True, sort_above: int = 8) -> RankedTargets:
+                 count_ties: bool = True) -> RankedTargets:
     """Rank each row's held-out targets among that row's candidate items.
 
     Args:
@@ -46,8 +46,6 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
             it (saves one pass over ``scores``).
         workspace: optional float tensor reused as the comparison buffer across calls (avoids allocating
             and page-faulting a fresh buffer per batch); used when it is large enough and of the right dtype.
-        sort_above: with more than this many target columns, rows are sorted once and the targets found by
-            binary search (cheaper than one pass per target); the result is identical.
         count_ties: whether to separate negatives tied with a target from those above it (only AUC reads
             ``neg_above``/``neg_tied``); False saves one pass and reports ties as "above" (``neg_tied`` = 0).
 
@@ -105,15 +103,6 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
         cmp = flat[: b * n_items].view(n_items, b).T if item_major else flat[: b * n_items].view(b, n_items)
         if not known_candidates:
             n_candidates[r0 : r0 + b] = torch.gt(chunk, float("-inf"), out=cmp).sum(1).to(torch.int32)
-        if n_tgt > sort_above:
-            # Many targets per row: sort each row once and binary-search every target score, instead of
-            # one pass over the row per target. Counts are the same, exactly.
-            ordered = chunk.sort(dim=1).values.contiguous()  # ascending; -inf first
-            s = target_scores[r0 : r0 + b].contiguous()
-            all_ge[r0 : r0 + b] = (n_items - torch.searchsorted(ordered, s, side="left")).to(count_dtype)
-            if count_ties:
-                all_gt[r0 : r0 + b] = (n_items - torch.searchsorted(ordered, s, side="right")).to(count_dtype)
-            continue
         for t in range(n_tgt):
             col = target_scores[r0 : r0 + b, t : t + 1]  # [b, 1]
             all_ge[r0 : r0 + b, t] = torch.ge(chunk, col, out=cmp).sum(1)

@@ -159,9 +159,11 @@ def test_eval_rows_full_ranking(hand, role):
 
 def test_eval_rows_width_is_the_batch_maximum(hand):
     rows = EvalRows(hand, "valid")
-    assert rows.row_users.tolist() == [0, 2, 4]
-    assert rows.__getitems__([1, 2])["targets"].tolist() == [[2], [0]]
-    assert rows.__getitems__([0])["targets"].shape == (1, 2)
+    # users 2 and 4 hold out one item each, user 0 two: fewest first, so batches pad little
+    assert rows.row_users.tolist() == [2, 4, 0]
+    assert rows.__getitems__([0, 1])["targets"].tolist() == [[2], [0]]
+    assert rows.__getitems__([2])["targets"].shape == (1, 2)
+    assert rows.__getitems__([1, 2])["targets"].shape == (2, 2)
 
 
 def test_eval_rows_sampled_protocol(hand):

@@ -100,13 +100,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("plans", nargs="+", choices=list(PLANS))
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "experiments")
+    parser.add_argument("--rows", nargs="+", help="only these row labels (to split a plan between processes)")
     args = parser.parse_args()
     for plan in args.plans:
         base, labels, _ = PLANS[plan]
+        labels = [label for label in labels if not args.rows or label in args.rows]
         rows = [run_row(plan, label, base, args.out) for label in labels]
         md = table(rows)
-        (args.out / f"{plan}.md").write_text(md + "\n")
-        (args.out / f"{plan}.json").write_text(json.dumps(rows, indent=2) + "\n")
+        if not args.rows:  # a partial run does not overwrite the plan's table
+            (args.out / f"{plan}.md").write_text(md + "\n")
+            (args.out / f"{plan}.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(f"\n## {plan}\n{md}\n", flush=True)
 
 

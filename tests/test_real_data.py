@@ -29,10 +29,13 @@ def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("real-cache")
 
 
-@pytest.mark.parametrize("data", ["arts_office", "cloth_sport"])
+FOLDERS = {"arts_office": "amazon-arts-office", "cloth_sport": "amazon-cloth-sport", "ml100k_genres": "movielens-100k"}
+
+
+@pytest.mark.parametrize("data", list(FOLDERS))
 @pytest.mark.parametrize("strategy", ["target_only", "joint", *STAGE_STRATEGIES])
 def test_strategy_on_real_cross_domain_data(data, strategy, cache, tmp_path):
-    _need({"arts_office": "amazon-arts-office", "cloth_sport": "amazon-cloth-sport"}[data])
+    _need(FOLDERS[data])
     stage = ["strategy.stage.max_epochs=1"] if strategy in STAGE_STRATEGIES else []
     overrides = [f"data={data}", f"strategy={strategy}", f"paths.data_root={DATA_ROOT}", f"paths.cache_dir={cache}",
                  *SHORT, *stage]

@@ -188,6 +188,30 @@ def test_movielens_optional_parts(tmp_path: Path) -> None:
     assert fp != MovieLens(root, name="ml-tiny").fingerprint()
 
 
+def test_movielens_genre_domains(tmp_path: Path) -> None:
+    genres = {"comedy": ["Comedy"], "rest": ["*"]}
+    data = MovieLens(movielens(tmp_path), name="ml-tiny", genre_domains=genres).load()
+    assert data.domain_names == ["comedy", "rest"]
+    assert rows(data, "comedy", True) == [(7, 1, 100.0), (8, 1, 70.0)]
+    assert rows(data, "rest", True) == [(7, 2, 50.0)]
+    assert data.domain("comedy").item_ids.tolist() == [1]
+    assert data.domain("rest").item_ids.tolist() == [2, 3]           # the unrated movie stays in the catalogue
+    assert data.domain("rest").item_attributes.tolist() == ["Action", "Horror 2001"]
+    assert data.domain("comedy").interactions.ratings.tolist() == [4.0, 5.0]
+    plain = MovieLens(tmp_path, name="ml-tiny").fingerprint()
+    assert MovieLens(tmp_path, name="ml-tiny", genre_domains=genres).fingerprint() != plain
+
+
+def test_movielens_genre_domains_errors(tmp_path: Path) -> None:
+    root = movielens(tmp_path)
+    with pytest.raises(DataError) as err:
+        MovieLens(root, name="ml-tiny", genre_domains={"comedy": ["Comedy"]}).load()
+    assert "ml-tiny.inter" in str(err.value) and "item ids 2" in str(err.value) and "['*']" in str(err.value)
+    bare = movielens(tmp_path / "bare", items=None)
+    with pytest.raises(DataError, match=r"ml-tiny.item.*'class'"):
+        MovieLens(bare, name="ml-tiny", genre_domains={"all": ["*"]}).load()
+
+
 @pytest.mark.parametrize(("inter", "items", "where", "words"), [
     (INTER.replace("user_id:token", "uid:token"), ITEMS, "ml-tiny.inter, column 'user_id'", "uid:token"),
     (INTER.replace("3.5", "good"), ITEMS, "ml-tiny.inter, line 3, column 'rating'", "'good'"),

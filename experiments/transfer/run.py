@@ -39,6 +39,7 @@ COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing 
 # plan -> (base overrides, rows, smaller knob grids for that plan)
 PLANS = {
     "arts_office": (["experiment=arts_office"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
+    "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
                            [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")], {}),
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],

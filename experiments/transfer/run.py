@@ -5,7 +5,8 @@ For each row of a plan: run seed 0 over the row's knob grid, keep the value with
 Runs land in ``--out`` (default outputs/experiments); the table is printed as Markdown and saved as
 ``<out>/<plan>.md`` and ``<out>/<plan>.json``. Runs already present are reused, so the script resumes.
 
-    .venv/bin/python experiments/transfer/run.py arts_office cloth_sport_sparse arts_office_cold
+    .venv/bin/python experiments/transfer/run.py arts_office cloth_sport_sparse ml100k_genres_sparse \
+        arts_office_cold20 arts_office_cold50 arts_office_cold80
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "te
 ROWS = {
     "popularity": ("popularity", [], {}),
     "target_only": ("target_only", [], {}),
-    "joint": ("joint", [], {"strategy.lam": ["0.25", "1", "4", "16"]}),
+    "joint": ("joint", [], {"strategy.lam": ["0.0625", "0.25", "1", "4", "16", "64"]}),
     "joint (uncertainty weights)": ("joint", ["strategy.weighting=uncertainty"], {}),
     "fine-tuning": ("finetune", [], {"strategy.l2sp": ["0", "0.001"]}),
     "model fixing (frozen users)": ("finetune", ["strategy.freeze=[user_encoder]"], {}),
-    "distillation": ("distill", [], {"strategy.alpha": ["0.5", "1", "2"]}),
+    "distillation": ("distill", [], {"strategy.alpha": ["0.5", "1", "2", "4"]}),
     "feature reuse": ("feature_reuse", [], {"strategy.combine": ["concat", "gate"]}),
     "fusion (w tuned on valid)": ("fusion", [], {}),
     "mapping (EMCDR)": ("mapping", [], {"strategy.mapper": ["linear", "mlp"]}),

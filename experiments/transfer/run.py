@@ -35,11 +35,16 @@ ROWS = {
     "feature reuse": ("feature_reuse", [], {"strategy.combine": ["concat", "gate"]}),
     "fusion (w tuned on valid)": ("fusion", [], {}),
     "mapping (EMCDR)": ("mapping", [], {"strategy.mapper": ["linear", "mlp"]}),
+    # the teacher / source scorer is the joint model at the lam joint chose on valid (1/16 on both plans)
+    "distillation (teacher lam=1/16)": ("distill", ["strategy.stage.lam=0.0625"],
+                                        {"strategy.alpha": ["0.5", "1", "2", "4"]}),
+    "fusion (teacher lam=1/16)": ("fusion", ["strategy.stage.lam=0.0625"], {}),
 }
+TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)
 PLANS = {
-    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
+    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r not in ("mapping (EMCDR)", *TEACHER_ROWS)], {}),
     "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
                            [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")], {}),

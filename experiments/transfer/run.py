@@ -22,6 +22,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = str(Path(sys.executable).parent / "translearn-train")
 METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
+RATING_METRICS = ["val/target/rmse", "test/target/rmse", "test/target/mae", "test/target/ndcg@10"]
+# Rating prediction on cold-start users (EMCDR protocol): biased MF on centred ratings, MSE loss,
+# model selection and early stopping on validation RMSE (lower is better).
+RATING = ["data=ml100k_genres", "data.split=cold_start", "model=mf", "model.bias=true", "loss=mse",
+          "data.num_negatives=0", "+data.preprocess.center._target_=translearn.data.NormaliseRatings",
+          "+data.preprocess.center.method=center", "monitor=val/target/rmse", "callbacks.model_checkpoint.mode=min",
+          "callbacks.early_stopping.mode=min", "trainer.max_epochs=100", "callbacks.early_stopping.patience=10",
+          "++strategy.stage.max_epochs=50"]
+RATING_ROWS = ["target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
@@ -51,7 +60,16 @@ PLANS = {
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
                                            COLD_ROWS, {"joint": {"strategy.lam": ["1", "4"]}})
        for f in (0.2, 0.5, 0.8)},
+    **{f"ml100k_genres_cold{int(f * 100)}_rating": ([*RATING, f"data.split.holdout_fraction={f}"], RATING_ROWS, {})
+       for f in (0.2, 0.5, 0.8)},
 }
+
+
+def selection(plan: str) -> tuple[str, list[str], bool]:
+    """(the validation key that picks a knob, the table's columns, whether lower is better) for a plan."""
+    if plan.endswith("_rating"):
+        return "val/target/rmse", RATING_METRICS, True
+    return "val/target/ndcg@10", METRICS, False
 
 
 def run(overrides: list[str], folder: Path) -> dict:
@@ -71,6 +89,7 @@ def _folder(knob: str, value: str) -> str:
 
 def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
     strategy, fixed, grid = ROWS[label]
+    select, metrics, lower = selection(plan)
     grid = PLANS[plan][2].get(label, grid)
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
     common = [*base, f"strategy={strategy}", *fixed]
@@ -80,24 +99,24 @@ def run_row(plan: str, label: str, base: list[str], out: Path) -> dict:
         (knob, values), = grid.items()
         for value in values:
             result = run([*common, f"{knob}={value}", "seed=0"], out / plan / slug / _folder(knob, value) / "seed0")
-            tuning[value] = result["val/target/ndcg@10"]
-        best = max(values, key=lambda v: tuning[v])
+            tuning[value] = result[select]
+        best = (min if lower else max)(values, key=lambda v: tuning[v])
         choice = [f"{knob}={best}"]
     folder = out / plan / slug / (_folder(*choice[0].split("=", 1)) if choice else "default")
     seeds = [run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in (0, 1, 2)]
     row = {"row": label, "command": "translearn-train " + " ".join([*common, *choice, "seed=0,1,2"]),
-           "tuned": {"knob": choice, "val_ndcg@10_seed0": tuning} if grid else None}
-    for key in METRICS:
+           "tuned": {"knob": choice, f"{select}_seed0": tuning} if grid else None}
+    for key in metrics:
         values = [s[key] for s in seeds]
         row[key] = [statistics.mean(values), statistics.stdev(values)]
     return row
 
 
-def table(rows: list[dict]) -> str:
-    head = "| strategy | " + " | ".join(METRICS) + " | chosen on valid |"
-    lines = [head, "|" + "---|" * (len(METRICS) + 2)]
+def table(rows: list[dict], metrics: list[str]) -> str:
+    head = "| strategy | " + " | ".join(metrics) + " | chosen on valid |"
+    lines = [head, "|" + "---|" * (len(metrics) + 2)]
     for r in rows:
-        cells = [f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in METRICS]
+        cells = [f"{r[k][0]:.4f} ± {r[k][1]:.4f}" for k in metrics]
         chosen = " ".join(r["tuned"]["knob"]) if r["tuned"] else "-"
         lines.append(f"| {r['row']} | " + " | ".join(cells) + f" | {chosen} |")
     return "\n".join(lines)
@@ -113,7 +132,7 @@ def main() -> None:
         base, labels, _ = PLANS[plan]
         labels = [label for label in labels if not args.rows or label in args.rows]
         rows = [run_row(plan, label, base, args.out) for label in labels]
-        md = table(rows)
+        md = table(rows, selection(plan)[1])
         if not args.rows:  # a partial run does not overwrite the plan's table
             (args.out / f"{plan}.md").write_text(md + "\n")
             (args.out / f"{plan}.json").write_text(json.dumps(rows, indent=2) + "\n")

@@ -24,7 +24,8 @@ from translearn.data.sources.base import DataSource
 from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 3  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start rounding
+FORMAT_VERSION = 4  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
+# rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index)
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:

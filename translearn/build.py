@@ -103,6 +103,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         loss=_instantiate(cfg.loss, "loss"),
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
+        repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
         **extra,
     )
 

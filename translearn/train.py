@@ -81,6 +81,7 @@ def train(cfg: DictConfig) -> dict:
         "epochs_run": trainer.current_epoch,
         "seed": int(cfg.seed),
         "data_seed": int(cfg.data.seed),
+        "repeats": strategy.repeats,
         "strategy": cfg.strategy._target_.rsplit(".", 1)[-1],
         "data": cfg.data.name,
         "target_domain": prepared.target,

@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {k: float(v) for k, v in sorted(results.items())}
     print(format_metrics(results, title=f"{args.run} ({ckpt.name})"))
     if args.out:
-        args.out.write_text(json.dumps({"checkpoint": str(ckpt), **results}, indent=2) + "\n")
+        args.out.write_text(json.dumps({"checkpoint": str(ckpt), "repeats": strategy.repeats, **results},
+                                       indent=2) + "\n")
     return 0
 
 

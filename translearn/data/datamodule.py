@@ -164,7 +164,9 @@ class EvalRows(Dataset):
             out["ratings"] = torch.from_numpy(ratings)
         ex_rows, ex_cols = self.history.gather(users)
         out["exclude_rows"], out["exclude_cols"] = torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)
-        # Candidates = items minus the distinct known items that are not themselves held out (repeats).
+        # Candidates = items minus the distinct known items that are not themselves held out: a held-out
+        # item that is also known (a repeat) stays a candidate, ranked by its score (evaluation.repeats=keep)
+        # or last (mask; see TransferStrategy.rank_into).
         keys = users[rows] * self.num_items + items
         pos = np.minimum(np.searchsorted(self.history_keys, keys), max(len(self.history_keys) - 1, 0))
         repeat = np.bincount(rows[self.history_keys[pos] == keys], minlength=len(users)) if len(keys) else 0

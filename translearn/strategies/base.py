@@ -22,6 +22,7 @@ from translearn.models.recommender import Recommender
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 STAGES = ("val", "test")
+REPEATS = ("mask", "keep")  # what full ranking does with a held-out item that is also a known item
 
 
 class TransferStrategy(pl.LightningModule):
@@ -34,6 +35,10 @@ class TransferStrategy(pl.LightningModule):
     scheduler:      optional partial of a LR scheduler, called with the optimiser
     loss:           BPRLoss / BCELoss / SampledSoftmaxLoss (pos [B], neg [B, N]) or MSELoss (pred, rating)
     ks, metrics:    cut-offs and metric names for evaluation (see ``translearn.metrics``)
+    repeats:        full ranking, a held-out item the user also has among the known (masked) items:
+                    ``mask`` (default) masks it with the rest of the known items, so it ranks last among
+                    the candidates (after every unmasked item: a miss at any k below the candidate count,
+                    0 for AUC); ``keep`` unmasks it, so it is the only known item among the candidates
     """
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
@@ -42,7 +47,10 @@ class TransferStrategy(pl.LightningModule):
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
-                 metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision")) -> None:
+                 metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"),
+                 repeats: str = "mask") -> None:
+        if repeats not in REPEATS:
+            raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model"])
         self.model = model
@@ -54,6 +62,7 @@ class TransferStrategy(pl.LightningModule):
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
         self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
+        self.repeats = repeats
         self._scratch: dict[str, Tensor] = {}
         self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
@@ -183,10 +192,15 @@ class TransferStrategy(pl.LightningModule):
             target_items = batch["candidates"][:, :1]
         else:
             target_items = targets
-            # Known items are masked, except a held-out item the user also has in training (a repeat).
+            # Known items are masked. A held-out item that is also known (a repeat) gets its score back
+            # (repeats="keep") or the lowest finite score (repeats="mask"): it stays counted as a
+            # candidate (``n_candidates`` includes it) and ranks after every unmasked item.
             safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target
             kept = scores.gather(1, safe)
             scores[batch["exclude_rows"], batch["exclude_cols"]] = float("-inf")
+            if self.repeats == "mask":
+                masked = scores.gather(1, safe)
+                kept = torch.where(masked == float("-inf"), torch.finfo(scores.dtype).min, masked)
             scores.scatter_(1, safe, kept)
         ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
                               workspace=self._eval_buffer("ranking", (scores.numel(),), scores.device),

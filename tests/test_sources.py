@@ -388,3 +388,39 @@ def test_real_movielens(movielens_real: CrossDomainData) -> None:
     ratings = dom.interactions.ratings
     assert ratings.min() == 1 and ratings.max() == 5
     assert dom.item_text[0] == "Toy Story" and dom.item_attributes[0] == "Animation Children's Comedy 1995"
+
+
+# a MovieLens-style ratings file with no header line: user, item, rating, timestamp
+HEADERLESS = "1\t1630\t4\t881250949\n1\t17\t3\t881250950\n2\t1630\t5\t881250951\n"
+NAMES = ["user_id", "item_id", "rating", "timestamp"]
+
+
+def test_tabular_reads_a_headerless_file_with_names(tmp_path: Path) -> None:
+    src = TabularSource(files={"m": write(tmp_path / "r.tsv", HEADERLESS)}, header=False, names=NAMES,
+                        rating_column="rating", order_column="timestamp")
+    data = src.load()
+    assert sorted(rows(data, "m", with_order=True)) == [(1, 17, 881250950.0), (1, 1630, 881250949.0),
+                                                         (2, 1630, 881250951.0)]
+    assert sorted(data.domain("m").interactions.ratings.tolist()) == [3.0, 4.0, 5.0]  # the first line is data
+    assert src.fingerprint() != TabularSource(files={"m": tmp_path / "r.tsv"}, header=False,
+                                              names=["user_id", "item_id", "stars", "t"]).fingerprint()
+
+
+def test_tabular_headerless_file_without_the_option_names_it(tmp_path: Path) -> None:
+    src = TabularSource(files={"m": write(tmp_path / "r.tsv", HEADERLESS)})
+    with pytest.raises(DataError) as err:
+        src.load()
+    msg = str(err.value)
+    assert "r.tsv, column 'user_id': column 'user_id' not found; the file has columns: 1, 1630, 4, 881250949" in msg
+    assert "data.dataset.header=false" in msg and "data.dataset.names=" in msg
+    # a real header without the column is a plain "not found", with no hint about header lines
+    with pytest.raises(DataError) as err:
+        TabularSource(files={"m": write(tmp_path / "h.tsv", "u\ti\n1\t2\n")}).load()
+    assert "data.dataset.header" not in str(err.value)
+
+
+def test_tabular_header_and_names_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data.dataset.names must list the column names"):
+        TabularSource(files={"m": tmp_path / "r.tsv"}, header=False)
+    with pytest.raises(ValueError, match="data.dataset.names is only read when data.dataset.header is false"):
+        TabularSource(files={"m": tmp_path / "r.tsv"}, names=NAMES)

@@ -149,7 +149,7 @@ def test_disencdr_errors(tmp_path: Path, override: dict, where: str, words: str)
 
 def test_disencdr_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing: train.txt"):
-        DisenCDRPair(disencdr(tmp_path), folder_a="nope", folder_b="sc").load()
+        DisenCDRPair(disencdr(tmp_path), "books", "music", folder_a="nope", folder_b="sc").load()
 
 
 # ---------------------------------------------------------------- MovieLens (RecBole atomic files)
@@ -353,7 +353,7 @@ def arts_office_real() -> CrossDomainData:
 
 @pytest.fixture(scope="module")
 def cloth_sport_real() -> CrossDomainData:
-    return DisenCDRPair(real("amazon-cloth-sport")).load()
+    return DisenCDRPair(real("amazon-cloth-sport"), "clothing", "sports", "cloth_sport", "sport_cloth").load()
 
 
 @pytest.fixture(scope="module")
@@ -424,3 +424,46 @@ def test_tabular_header_and_names_must_agree(tmp_path: Path) -> None:
         TabularSource(files={"m": tmp_path / "r.tsv"}, header=False)
     with pytest.raises(ValueError, match="data.dataset.names is only read when data.dataset.header is false"):
         TabularSource(files={"m": tmp_path / "r.tsv"}, names=NAMES)
+
+
+# ---------------------------------------------------------------- DisenCDR configs (data=disencdr_pair, cloth_sport)
+
+PAIR_KEYS = {"root": None, "domain_a": "music", "domain_b": "books", "folder_a": "sc", "folder_b": "cs"}
+
+
+def test_cloth_sport_is_a_preset_of_disencdr_pair() -> None:
+    from translearn.cli.config import compose
+
+    data = compose(["data=cloth_sport"]).data
+    assert (data.name, data.dataset._target_) == ("cloth_sport", "translearn.data.sources.DisenCDRPair")
+    assert [data.dataset[k] for k in ("domain_a", "domain_b", "folder_a", "folder_b")] == [
+        "clothing", "sports", "cloth_sport", "sport_cloth"]
+    assert list(data.source_domains) == ["clothing"] and data.target_domain == "sports"
+    assert data.preprocess.sparsify.domain == "sports" and data.split._target_.endswith("LeaveOneOut")
+    reverse = compose(["data=cloth_sport", "data.source_domains=[sports]", "data.target_domain=clothing"]).data
+    assert reverse.preprocess.sparsify.domain == "clothing"
+
+
+def test_disencdr_pair_takes_its_domain_names_from_the_config(tmp_path: Path) -> None:
+    from translearn.build import build_data
+    from translearn.cli.config import compose
+
+    keys = PAIR_KEYS | {"root": str(disencdr(tmp_path))}
+    data = compose(["data=disencdr_pair", *(f"data.dataset.{k}={v}" for k, v in keys.items())]).data
+    assert list(data.source_domains) == ["music"] and data.target_domain == "books"
+    prepared = build_data(data, cache_dir=None)
+    assert prepared.target == "books" and prepared.sources == ("music",)
+    assert prepared.data.domain_names == ["music", "books"]
+
+
+@pytest.mark.parametrize("missing", list(PAIR_KEYS))
+def test_disencdr_pair_names_a_required_key_left_unset(tmp_path: Path, missing: str) -> None:
+    from omegaconf.errors import MissingMandatoryValue
+
+    from translearn.build import build_data
+    from translearn.cli.config import compose
+
+    keys = PAIR_KEYS | {"root": str(disencdr(tmp_path))}
+    data = compose(["data=disencdr_pair", *(f"data.dataset.{k}={v}" for k, v in keys.items() if k != missing)]).data
+    with pytest.raises(MissingMandatoryValue, match=rf"Missing mandatory value: data\.dataset\.{missing}"):
+        build_data(data, cache_dir=None)

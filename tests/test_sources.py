@@ -406,6 +406,13 @@ def test_tabular_reads_a_headerless_file_with_names(tmp_path: Path) -> None:
                                               names=["user_id", "item_id", "stars", "t"]).fingerprint()
 
 
+def test_tabular_sep_tab_spelled_out(tmp_path: Path) -> None:
+    path = write(tmp_path / "u.data", HEADERLESS)
+    for sep in ("tab", "\\t"):
+        src = TabularSource(files={"m": path}, sep=sep, header=False, names=NAMES)
+        assert src.sep == "\t" and len(src.load().domain("m").interactions) == 3
+
+
 def test_tabular_headerless_file_without_the_option_names_it(tmp_path: Path) -> None:
     src = TabularSource(files={"m": write(tmp_path / "r.tsv", HEADERLESS)})
     with pytest.raises(DataError) as err:

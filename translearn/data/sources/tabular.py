@@ -143,6 +143,7 @@ class TabularSource:
         self.rating_column, self.order_column = rating_column, order_column
         self.item_id_column, self.text_column = item_id_column, text_column
         self.attributes_column = attributes_column
+        sep = "\t" if sep in ("tab", "\\t") else sep  # a tab is hard to type on a command line
         self.sep, self.domains = sep, None if domains is None else list(domains)
 
     def fingerprint(self) -> str:

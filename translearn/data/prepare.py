@@ -16,7 +16,7 @@ import numpy as np
 
 from translearn.cache import atomic_write_dir, content_key
 from translearn.data.prepared import PreparedData
-from translearn.data.preprocess import StepReport, run_steps
+from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
 from translearn.data.protocols import FullRanking, SampledNegatives
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
@@ -83,6 +83,9 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     post = [s for s in steps if getattr(s, "after_split", False)]
     data, reports = run_steps(data, pre)
     reports.insert(0, loaded)
+    positives = _ratings_note(data, pre)
+    if positives.notes:
+        reports.append(positives)
     if target not in data.domains or len(data.domains[target].interactions) == 0:
         raise SplitError(f"preprocessing left no interactions in the target domain {target!r}")
 
@@ -118,6 +121,27 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
         negatives = _eval_negatives(data, target, roles, protocol.num_negatives, seed)
     lines = tuple(line for r in reports for line in r.lines())
     return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__)
+
+
+def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:
+    """A note per domain whose rated rows all count as ranking positives (no ImplicitFeedback step on it)."""
+    report = StepReport("positives")
+    thresholded = set()
+    for step in steps:
+        if isinstance(step, ImplicitFeedback):
+            thresholded.update(data.domain_names if step.domains is None else step.domains)
+    for name in data.domain_names:
+        ratings = data.domains[name].interactions.ratings
+        if ratings is None or name in thresholded:
+            continue
+        rated = ratings[~np.isnan(ratings)]
+        if len(rated) == 0:
+            continue
+        report.notes.append(
+            f"{name}: {len(rated):,} rated rows all count as positives for ranking (ratings "
+            f"{float(rated.min()):g}-{float(rated.max()):g}); add data.preprocess.implicit (ImplicitFeedback "
+            "threshold) to keep only high ratings")
+    return report
 
 
 def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int) -> dict:

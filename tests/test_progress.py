@@ -7,9 +7,12 @@ import json
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from translearn.build import build_trainer
 from translearn.cli.config import compose
@@ -65,3 +68,16 @@ def test_callbacks_none_still_logs_epochs(tmp_path, run_overrides, caplog):
         train(compose([*run_overrides, "callbacks=none", "strategy=target_only"], output_dir=tmp_path / "r"))
     lines = [r.getMessage() for r in caplog.records if r.name == "translearn.progress"]
     assert len(lines) == 2 and lines[0].startswith("epoch 1/2 loss ") and "val/target/ndcg@10 0." in lines[1]
+
+
+def test_make_install_says_what_it_does(tmp_path):
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "-n", "install", f"VENV={tmp_path / 'venv'}"], cwd=root, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    steps = [line for line in done.stdout.splitlines() if line.startswith("echo \"==> [")]
+    assert len(steps) == 3 and "torch" in steps[1]
+    pip = [line for line in done.stdout.splitlines() if "pip install" in line]
+    assert len(pip) == 2 and not any(" -q" in line for line in pip)  # pip's own progress stays visible

@@ -19,6 +19,7 @@ from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.models.recommender import Recommender
+from translearn.progress import is_tty
 from translearn.stage import StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
 
@@ -123,6 +124,8 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     kwargs = {"logger": loggers or False, "callbacks": callbacks, "plugins": [AtomicCheckpointIO()],
               "default_root_dir": cfg.paths.output_dir, **overrides}
+    if cfg.get("trainer", {}).get("enable_progress_bar", False) is None:  # null: a bar on terminals only
+        kwargs.setdefault("enable_progress_bar", is_tty())
     if not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks):
         kwargs.setdefault("enable_checkpointing", False)
     return _instantiate(cfg.trainer, "trainer", **kwargs)

@@ -110,7 +110,8 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     opt = optimizer(task.param_groups())
     history = []
     model.train()
-    for _ in range(spec.max_epochs):
+    for epoch in range(spec.max_epochs):
+        began = time.perf_counter()
         total, rows = 0.0, 0
         for batch in loader:
             out = task.compute_loss(batch)
@@ -120,6 +121,8 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
             size = sum(len(part["users"]) for part in batch.values())
             total, rows = total + out["loss"].item() * size, rows + size
         history.append(total / max(rows, 1))
+        log.info("stage epoch %d/%d loss %.4f %.1fs", epoch + 1, spec.max_epochs, history[-1],
+                 time.perf_counter() - began)
     model.eval()
     return history
 

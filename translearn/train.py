@@ -62,6 +62,8 @@ def train(cfg: DictConfig) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     prepared = build_data(cfg.data, cfg.paths.cache_dir)
     log.info("data %s: %s", prepared.key[:12], prepared.stats())
+    for line in prepared.report:  # what preprocessing removed and why (the same lines translearn-data prints)
+        log.info("preprocessing: %s", line)
     model = build_model(cfg, prepared)
     strategy = build_strategy(cfg, prepared, model)
     datamodule = build_datamodule(cfg, prepared, strategy)

@@ -57,19 +57,25 @@ def is_user_error(err: BaseException) -> bool:
 
 def debug_requested() -> bool:
     """Whether the user asked for full tracebacks (``HYDRA_FULL_ERROR=1``)."""
-    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(_FORCED) != "1"
+    return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(FORCED_FULL_ERROR_ENV) != "1"
 
 
 # translearn-train sets HYDRA_FULL_ERROR itself (so Hydra lets errors through to it); this marks that.
-_FORCED = "_TRANSLEARN_FORCED_FULL_ERROR"
+FORCED_FULL_ERROR_ENV = "_TRANSLEARN_FORCED_FULL_ERROR"
 
 
 def one_line(err: BaseException) -> str:
     """The error's message on one line (Hydra's option lists and OmegaConf's key/type details folded in)."""
+    from hydra.errors import MissingConfigException, OverrideParseException
     from omegaconf.errors import OmegaConfBaseException
 
     text = str(err)
-    if isinstance(err, OmegaConfBaseException):
+    if isinstance(err, MissingConfigException):  # "Could not find ...", "Available options in 'g':", one per line
+        lines = [line.strip() for line in text.split("Config search path:")[0].splitlines() if line.strip()]
+        text = "; ".join(lines[:2]) + (" " + ", ".join(lines[2:]) if len(lines) > 2 else "")
+    elif isinstance(err, OverrideParseException) and err.override not in text:
+        text = f"override {err.override!r}: {text}"
+    elif isinstance(err, OmegaConfBaseException):
         text = text.split("\n")[0]  # OmegaConf appends "full_key: ... object_type=..." lines
         key = getattr(err, "full_key", None)
         if key and key not in text:

@@ -25,7 +25,7 @@ def check_config(cfg: DictConfig) -> None:
     _max_epochs(cfg)
     _monitor_is_logged(cfg)
     for key in ("paths.output_dir", "paths.cache_dir"):
-        value = OmegaConf.select(cfg, key)
+        value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         if value and Path(str(value)).exists() and not Path(str(value)).is_dir():
             raise ConfigError(f"config key {key!r}: {value} is a file; expected a folder (or a path not yet there)",
                               config_key=key)

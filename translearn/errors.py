@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 USER_ERROR_EXIT = 2
+# translearn-train sets HYDRA_FULL_ERROR itself (so Hydra lets errors through to it); this marks that.
+FORCED_FULL_ERROR_ENV = "_TRANSLEARN_FORCED_FULL_ERROR"
 
 
 class UserError(Exception):
@@ -58,10 +60,6 @@ def is_user_error(err: BaseException) -> bool:
 def debug_requested() -> bool:
     """Whether the user asked for full tracebacks (``HYDRA_FULL_ERROR=1``)."""
     return os.environ.get("HYDRA_FULL_ERROR") == "1" and os.environ.get(FORCED_FULL_ERROR_ENV) != "1"
-
-
-# translearn-train sets HYDRA_FULL_ERROR itself (so Hydra lets errors through to it); this marks that.
-FORCED_FULL_ERROR_ENV = "_TRANSLEARN_FORCED_FULL_ERROR"
 
 
 def one_line(err: BaseException) -> str:

@@ -116,7 +116,7 @@ def test_cache_hit_reads_the_entry(tmp_path, monkeypatch):
     first = run(cache_dir=tmp_path, protocol=SampledNegatives(5))
     entries = [p for p in tmp_path.iterdir()]
     assert [e.name for e in entries] == [first.key[:24]]
-    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays.npz", "manifest.json"]
+    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays.npz", "checksums.json", "manifest.json"]
 
     def no_load(self):
         raise AssertionError("the cache should have been read")

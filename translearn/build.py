@@ -18,14 +18,11 @@ from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
+from translearn.errors import ConfigError
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
-
-
-class ConfigError(ValueError):
-    """A config entry could not be built; the message starts with its key."""
 
 
 def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -34,7 +31,7 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}") from cause
+        raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}", config_key=key) from cause
 
 
 def build_data(data_cfg: DictConfig, cache_dir: str | Path | None) -> PreparedData:

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from translearn.cache import atomic_write_dir, content_key
+from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.datamodule import TrainBatches
 from translearn.data.prepared import PreparedData
 from translearn.models.recommender import Recommender
@@ -147,9 +147,10 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
         if cache_dir is not None and describe is not None:
             key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
             entry = Path(cache_dir) / "stage" / key[:24]
-            if (entry / "model.pt").is_file():
+            cached = read_entry(entry, lambda e: load_model_weights(model, e / "model.pt"), "source-stage model")
+            if cached is not None:
                 log.info("source-stage model read from cache %s", entry)
-                return load_model_weights(model, entry / "model.pt")
+                return cached
         start = time.time()
         losses = train_stage(model, prepared, spec, optimizer, loss)
     log.info("source stage (%s, %d epochs) trained in %.1fs, final loss %.4f", spec.domains, spec.max_epochs,
@@ -160,5 +161,5 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
             meta = {"spec": asdict(spec), "losses": losses, "data_key": prepared.key, **(describe or {})}
             (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
-        atomic_write_dir(entry, write)
+        write_entry(entry, write)
     return model

@@ -19,6 +19,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from translearn.build import build_data, build_datamodule, build_model, build_strategy, build_trainer
 from translearn.cache import atomic_write_json
+from translearn.checkpoint_check import check_state, read_checkpoint
+from translearn.checks import check_config
 from translearn.report import format_metrics
 
 log = logging.getLogger(__name__)
@@ -57,6 +59,7 @@ def _best_epoch(path: str) -> int | None:
 def train(cfg: DictConfig) -> dict:
     """Run one training job and return the summary written to ``metrics.json``."""
     start = time.time()
+    check_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -68,7 +71,10 @@ def train(cfg: DictConfig) -> dict:
     strategy = build_strategy(cfg, prepared, model)
     datamodule = build_datamodule(cfg, prepared, strategy)
     trainer = build_trainer(cfg)
-    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.get("resume")))
+    resume = resume_checkpoint(cfg.get("resume"))
+    if resume:  # a damaged checkpoint or one of another data set is one clear error, not a traceback
+        check_state(resume, read_checkpoint(resume)["state_dict"], strategy)
+    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume)
 
     checkpoint = trainer.checkpoint_callback
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from translearn.cache import atomic_write_dir, content_key
+from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.prepared import PreparedData
 from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
 from translearn.data.protocols import FullRanking, SampledNegatives
@@ -22,6 +22,7 @@ from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
 from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
+from translearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
 FORMAT_VERSION = 4  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
@@ -39,10 +40,12 @@ def _check_roles(data: CrossDomainData, target: str, sources: Sequence[str]) -> 
     known = data.domain_names
     for name in [target, *sources]:
         if name not in known:
-            raise ValueError(f"unknown domain {name!r} (data.target_domain / data.source_domains); "
-                             f"this data set has: {', '.join(known)}")
+            raise ConfigError(f"unknown domain {name!r} (data.target_domain / data.source_domains); "
+                              f"this data set has: {', '.join(known)}",
+                              config_key="data.target_domain" if name == target else "data.source_domains")
     if target in sources:
-        raise ValueError(f"domain {target!r} is both the target and a source (data.source_domains)")
+        raise ConfigError(f"domain {target!r} is both the target and a source (data.source_domains)",
+                          config_key="data.source_domains")
 
 
 def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
@@ -58,12 +61,14 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
                        "sources": list(sources), "preprocess": steps, "split": split,
                        "protocol": protocol, "seed": seed})
     entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
-    if entry is not None and (entry / "manifest.json").is_file():
-        log.info("prepared data read from cache %s", entry)
-        return PreparedData.load(entry)
+    if entry is not None:
+        cached = read_entry(entry, PreparedData.load, "prepared data")
+        if cached is not None:
+            log.info("prepared data read from cache %s", entry)
+            return cached
     prepared = _build(source, target, sources, steps, split, protocol, seed, key)
     if entry is not None:
-        atomic_write_dir(entry, prepared.save)
+        write_entry(entry, prepared.save)
         log.info("prepared data cached in %s", entry)
     return prepared
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from translearn.data.schema import CrossDomainData, Interactions
+from translearn.errors import UserError
 
 TRAIN, VALID, TEST = 0, 1, 2
 ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
@@ -27,7 +28,7 @@ ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
 TIES = ("file_order", "item")
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """A split that cannot be made on this data (for example it would leave users without training data)."""
 
 

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import ConfigError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.models.recommender import Recommender
@@ -112,9 +113,9 @@ class TransferStrategy(pl.LightningModule):
                 if prepared.train(domain).ratings is None:
                     raise self._no_ratings(domain)
 
-    def _no_ratings(self, domain: str) -> ValueError:
-        return ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
-                          "has none; use loss=bpr (or bce, softmax) for implicit data")
+    def _no_ratings(self, domain: str) -> ConfigError:
+        return ConfigError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
+                           "has none; use loss=bpr (or bce, softmax) for implicit data", config_key="loss")
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:

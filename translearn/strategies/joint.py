@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import ConfigError
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -44,9 +45,9 @@ class Joint(TransferStrategy):
             return
         for source in self.source_domains:
             if len(prepared.overlap(source)) == 0:
-                raise ValueError(f"joint training shares user vectors across domains, but the source {source!r} "
-                                 f"and the target {self.target_domain!r} have no users in common; use a strategy "
-                                 "that bridges by content, or target_only")
+                raise ConfigError(f"joint training shares user vectors across domains, but the source {source!r} "
+                                  f"and the target {self.target_domain!r} have no users in common; use a strategy "
+                                  "that bridges by content, or target_only", config_key="strategy")
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         per_source = {d: self.domain_loss(d, batch[d]) for d in self.source_domains}

@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.models.recommender import Recommender
@@ -122,6 +123,8 @@ class TransferStrategy(pl.LightningModule):
 
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> Tensor:
         terms = self.compute_loss(batch)
+        if not torch.isfinite(terms["loss"].detach()):  # before the step: the weights are still finite
+            raise self._diverged(terms, batch_idx)
         size = sum(len(part["users"]) for part in batch.values())
         # Epoch means are accumulated here and logged once per epoch: Lightning's per-step logging
         # machinery costs about as much as an MF training step itself.
@@ -133,6 +136,12 @@ class TransferStrategy(pl.LightningModule):
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
+
+    def _diverged(self, terms: dict[str, Tensor], batch_idx: int) -> DivergedError:
+        bad = [n for n, v in terms.items() if n != "loss" and not torch.isfinite(v.detach()).all()] or ["loss"]
+        shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
+        return DivergedError(f"training diverged at epoch {self.current_epoch}, step {batch_idx}: non-finite "
+                             f"{shown}; lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_rows = {}, 0

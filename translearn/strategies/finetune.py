@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -44,6 +45,7 @@ class FineTune(TransferStrategy):
                  transferred_lr_scale: float = 1.0, **kwargs: Any) -> None:
         if source_model is None:
             raise ValueError("fine-tuning needs a source_model (the source stage, or strategy.source_ckpt)")
+        check_finite(l2sp=l2sp, transferred_lr_scale=transferred_lr_scale)
         if l2sp < 0 or transferred_lr_scale <= 0:
             raise ValueError(f"strategy.l2sp must be >= 0 and strategy.transferred_lr_scale > 0, "
                              f"got {l2sp} and {transferred_lr_scale}")

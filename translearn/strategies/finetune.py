@@ -66,6 +66,23 @@ class FineTune(TransferStrategy):
                 raise ValueError(f"strategy.freeze: the model has no submodule {name!r}; top-level ones: {options}")
             modules[name].requires_grad_(False)
 
+    def setup(self, stage: str) -> None:
+        """Refuse model fixing of the user side when no target user has source data: their frozen
+        vectors would be the source model's untouched random initialisation."""
+        super().setup(stage)
+        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
+        frozen = [n for n in self.freeze if n == "user_encoder" or n.startswith("user_encoder.")]
+        if prepared is None or not frozen:
+            return
+        shared = set()
+        for source in self.source_domains:
+            shared.update(int(u) for u in prepared.overlap(source))
+        if not shared:
+            raise ValueError(f"strategy.freeze={self.freeze} keeps the source model's user vectors fixed, but the "
+                             f"target {self.target_domain!r} shares 0 users with {self.source_domains}: every "
+                             "target user would keep a frozen, never-trained vector; drop user_encoder from "
+                             "strategy.freeze or use a strategy that bridges by content")
+
     def param_groups(self) -> list[dict]:
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
         moved = set(self.transferred)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 import signal
 from pathlib import Path
@@ -14,10 +15,11 @@ import torch
 from omegaconf import OmegaConf
 
 import translearn.train as train_module
-from translearn.build import build_trainer
+from translearn.build import build_data, build_trainer
 from translearn.cli.config import compose
 from translearn.cli.evaluate import main as evaluate_main
 from translearn.cli.evaluate import pick_checkpoint
+from translearn.data.datamodule import CrossDomainDataModule
 from translearn.errors import DivergedError
 from translearn.metrics import metric_mode
 from translearn.train import config_digest, train
@@ -29,9 +31,43 @@ def test_a_nan_loss_weight_is_refused_before_training(tmp_path, run_overrides):
 
 
 def test_a_diverging_optimizer_stops_the_run_naming_epoch_and_term(tmp_path, run_overrides):
-    with pytest.raises(DivergedError, match=r"diverged at epoch \d+, step \d+: non-finite loss_s=.*loss_t="):
+    with pytest.raises(DivergedError, match=r"diverged at epoch \d+, step \d+: non-finite loss_s=.*loss_t=") as err:
         train(compose([*run_overrides, "optimizer=sgd", "optimizer.lr=1e30"], output_dir=tmp_path / "run"))
     assert not (tmp_path / "run" / "metrics.json").exists()
+    # The run stops inside the diverged epoch, before it is validated: no checkpoint can hold or select it.
+    diverged = int(re.search(r"epoch (\d+)", str(err.value)).group(1))
+    saved = [int(p.stem[len("best-epoch"):]) for p in (tmp_path / "run").rglob("best-epoch*.ckpt")]
+    assert all(epoch < diverged for epoch in saved)
+
+
+def test_a_diverging_source_stage_stops_the_run(tmp_path, run_overrides):
+    with pytest.raises(DivergedError, match=r"source stage diverged at epoch 0, step \d+: non-finite"):
+        train(compose([*run_overrides, "strategy=finetune", "strategy.stage.max_epochs=1", "optimizer=sgd",
+                       "optimizer.lr=1e30"], output_dir=tmp_path / "run"))
+
+
+def test_an_epoch_draws_the_same_rows_and_negatives_whatever_came_before(tmp_path, run_overrides):
+    cfg = compose(run_overrides, output_dir=tmp_path / "run")
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    module = CrossDomainDataModule(prepared, [prepared.target, *prepared.sources], batch_size=64, seed=5)
+
+    def epoch(loader, e: int) -> list[dict]:
+        loader.sampler.set_epoch(e)
+        return list(loader)
+
+    def flat(batches: list[dict]) -> list[torch.Tensor]:
+        return [t for b in batches for part in b.values() for t in part.values()]
+
+    running = module.train_dataloader()
+    seen = [epoch(running, e) for e in range(3)]
+    fresh = epoch(module.train_dataloader(), 2)
+    assert all(torch.equal(a, b) for a, b in zip(flat(seen[2]), flat(fresh), strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(flat(seen[1]), flat(seen[2]), strict=True))
+    torch.rand(3)  # the global torch RNG is reseeded per epoch too (dropout in sequence models)
+    running.sampler.set_epoch(4)
+    first = torch.rand(3)
+    running.sampler.set_epoch(4)
+    assert torch.equal(first, torch.rand(3))
 
 
 # ---- resume, last.ckpt, copied run folders ------------------------------------------------------------------

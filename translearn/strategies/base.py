@@ -123,25 +123,37 @@ class TransferStrategy(pl.LightningModule):
 
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> Tensor:
         terms = self.compute_loss(batch)
-        if not torch.isfinite(terms["loss"].detach()):  # before the step: the weights are still finite
-            raise self._diverged(terms, batch_idx)
         size = sum(len(part["users"]) for part in batch.values())
         # Epoch means are accumulated here and logged once per epoch: Lightning's per-step logging
         # machinery costs about as much as an MF training step itself.
         for name, value in terms.items():
             self._train_sums[name] = self._train_sums.get(name, 0.0) + value.detach() * size
         self._train_rows += size
-        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        self._check_finite(terms, batch_idx, every)
+        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
 
-    def _diverged(self, terms: dict[str, Tensor], batch_idx: int) -> DivergedError:
-        bad = [n for n, v in terms.items() if n != "loss" and not torch.isfinite(v.detach()).all()] or ["loss"]
+    def _check_finite(self, terms: dict[str, Tensor], batch_idx: int, every: int) -> None:
+        """Raise ``DivergedError`` on a non-finite loss. On CPU every step, before the optimiser step;
+        on an accelerator, where the check waits for the device, from the epoch's running sums every
+        ``log_every_n_steps`` steps and at the epoch's last step. Either way the run stops inside the
+        diverged epoch, so that epoch is never validated or checkpointed."""
+        if self.device.type == "cpu":
+            values, where = terms, f"step {batch_idx}"
+        else:
+            n_batches = self._trainer.num_training_batches if self._trainer is not None else 0
+            if not (batch_idx + 1 == n_batches or (every and (batch_idx + 1) % every == 0)):
+                return
+            values, where = self._train_sums, f"by step {batch_idx}"
+        if bool(torch.isfinite(values["loss"])):
+            return
+        bad = [n for n, v in values.items() if n != "loss" and not torch.isfinite(v).all()] or ["loss"]
         shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
-        return DivergedError(f"training diverged at epoch {self.current_epoch}, step {batch_idx}: non-finite "
-                             f"{shown}; lower optimizer.lr or check the strategy's weights")
+        raise DivergedError(f"training diverged at epoch {self.current_epoch}, {where}: non-finite {shown}; "
+                            "lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_rows = {}, 0

@@ -195,3 +195,17 @@ def test_monitoring_rmse_selects_the_lowest_validation_rmse(tmp_path, run_overri
     per_epoch = {int(r["epoch"]): float(r["val/target/rmse"]) for r in rows if r.get("val/target/rmse")}
     best = min(per_epoch, key=per_epoch.get)
     assert best > 0 and summary["best_epoch"] == best  # a later, better epoch; mode=max would keep epoch 0
+
+
+def test_on_an_accelerator_divergence_is_read_from_the_running_sums_at_log_steps(tmp_path, run_overrides):
+    from translearn.build import build_model, build_strategy
+
+    cfg = compose([*run_overrides, "strategy=target_only"], output_dir=tmp_path / "run")
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    strategy._device = torch.device("cuda", 0)  # only the device type is read: no host sync per step there
+    finite = {"loss": torch.tensor(1.0), "loss_t": torch.tensor(1.0)}
+    strategy._train_sums = {"loss": torch.tensor(float("nan")), "loss_t": torch.tensor(float("inf"))}
+    strategy._check_finite(finite, batch_idx=0, every=2)  # not a check step: no sync, no error yet
+    with pytest.raises(DivergedError, match=r"epoch 0, by step 1: non-finite loss_t"):
+        strategy._check_finite(finite, batch_idx=1, every=2)

@@ -49,9 +49,9 @@ def config_digest(cfg: DictConfig) -> str:
 
 
 def _selection_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
-    """The checkpoint callback that selects on a monitored metric (``last.ckpt``'s has no monitor)."""
-    found = [c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)]
-    return next((c for c in found if c.monitor), found[0] if found else None)
+    """The checkpoint callback that selects on a monitored metric (``last.ckpt``'s has no monitor); None
+    without one, and then the final epoch is validated and tested."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
 
 
 def _run_relative(path: str, run_dir: Path) -> str:

@@ -33,7 +33,8 @@ def test_default_run_writes_metrics_checkpoints_and_logs(tmp_path, run_overrides
     _check_trained_ranking(saved, compose(run_overrides, output_dir=out))
     assert saved["strategy"] == "Joint" and saved["seed"] == 0 and saved["wall_time_s"] > 0
     assert len(saved["config_digest"]) == 64 and len(saved["data_manifest_key"]) == 64
-    assert (out / "checkpoints" / "last.ckpt").is_file() and Path(saved["best_checkpoint"]).is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / saved["best_checkpoint"]).is_file()
+    assert saved["best_checkpoint"].startswith("checkpoints/best-epoch")  # relative to the run folder
     assert (out / "csv" / "metrics.csv").read_text().count("val/target/ndcg@10") == 1  # header
     assert not list(out.rglob(".tmp-*"))  # atomic writes leave no temp files
 

@@ -7,6 +7,7 @@ key, and the tool exits with status 2; anything else is a bug and keeps its trac
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,19 @@ class CheckpointError(UserError, ValueError):
 
 
 class DivergedError(UserError, ValueError):
-    """Training produced a non-finite loss (the learning rate or a loss weight is too large, or NaN)."""
+    """Training produced a non-finite loss (the learning rate or a loss weight is too large, or NaN); the
+    message names the epoch and the loss term(s)."""
+
+
+def check_finite(**knobs: float) -> None:
+    """Raise ``ConfigError`` naming ``strategy.<name>`` for every knob that is NaN or infinite.
+
+    Range checks such as ``lam < 0`` are False for NaN, so a NaN knob would pass them silently.
+    """
+    bad = {name: value for name, value in knobs.items() if not math.isfinite(float(value))}
+    if bad:
+        listed = ", ".join(f"strategy.{name}={value}" for name, value in bad.items())
+        raise ConfigError(f"{listed}: expected a finite number", config_key=f"strategy.{next(iter(bad))}")
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ from torch.utils.data import DataLoader
 from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.datamodule import TrainBatches
 from translearn.data.prepared import PreparedData
+from translearn.errors import DivergedError
 from translearn.models.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class StageSpec:
     def __post_init__(self) -> None:
         if self.domains not in ("sources", "all"):
             raise ValueError(f"strategy.stage.domains must be 'sources' or 'all', got {self.domains!r}")
+        if not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"strategy.stage.lam must be a finite number >= 0, got {self.lam}")
         if self.max_epochs < 1:
             raise ValueError(f"strategy.stage.max_epochs must be >= 1, got {self.max_epochs}")
 
@@ -113,8 +117,12 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     for epoch in range(spec.max_epochs):
         began = time.perf_counter()
         total, rows = 0.0, 0
-        for batch in loader:
+        for step, batch in enumerate(loader):
             out = task.compute_loss(batch)
+            if not torch.isfinite(out["loss"].detach()):
+                bad = [n for n, v in out.items() if n != "loss" and not torch.isfinite(v.detach()).all()]
+                raise DivergedError(f"the source stage diverged at epoch {epoch}, step {step}: non-finite "
+                                    f"{', '.join(bad or ['loss'])}; lower optimizer.lr")
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()

@@ -51,14 +51,20 @@ def load_run_config(run: Path, overrides: list[str]) -> DictConfig:
 
 
 def pick_checkpoint(run: Path, choice: str) -> Path:
+    """The checkpoint to evaluate: a given path, ``last``, or ``best`` (``metrics.json``'s
+    ``best_checkpoint``, relative to ``run`` so a copied run folder evaluates its own file)."""
     if choice not in ("best", "last"):
         return Path(choice)
     if choice == "last":
         return run / "checkpoints" / "last.ckpt"
     metrics = run / "metrics.json"
     best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
-    if best and Path(best).is_file():
-        return Path(best)
+    # Older runs recorded an absolute path: the file of that name in this folder comes first.
+    candidates = [run / best] if best and not Path(best).is_absolute() else \
+        [run / "checkpoints" / Path(best).name, Path(best)] if best else []
+    for path in candidates:
+        if path.is_file():
+            return path
     found = sorted((run / "checkpoints").glob("best-*.ckpt"))
     if not found:
         raise FileNotFoundError(f"no best checkpoint in {run / 'checkpoints'} (give --checkpoint last or a path)")

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from translearn.errors import ConfigError
+from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.models.recommender import Recommender
@@ -138,11 +138,31 @@ class TransferStrategy(pl.LightningModule):
         for name, value in terms.items():
             self._train_sums[name] = self._train_sums.get(name, 0.0) + value.detach() * size
         self._train_rows += size
-        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        self._check_finite(terms, batch_idx, every)
+        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
+
+    def _check_finite(self, terms: dict[str, Tensor], batch_idx: int, every: int) -> None:
+        """Raise ``DivergedError`` on a non-finite loss. On CPU every step, before the optimiser step;
+        on an accelerator, where the check waits for the device, from the epoch's running sums every
+        ``log_every_n_steps`` steps and at the epoch's last step. Either way the run stops inside the
+        diverged epoch, so that epoch is never validated or checkpointed."""
+        if self.device.type == "cpu":
+            values, where = terms, f"step {batch_idx}"
+        else:
+            n_batches = self._trainer.num_training_batches if self._trainer is not None else 0
+            if not (batch_idx + 1 == n_batches or (every and (batch_idx + 1) % every == 0)):
+                return
+            values, where = self._train_sums, f"by step {batch_idx}"
+        if bool(torch.isfinite(values["loss"])):
+            return
+        bad = [n for n, v in values.items() if n != "loss" and not torch.isfinite(v).all()] or ["loss"]
+        shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
+        raise DivergedError(f"training diverged at epoch {self.current_epoch}, {where}: non-finite {shown}; "
+                            "lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_rows = {}, 0

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translearn.errors import ConfigError
+from translearn.errors import ConfigError, check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -27,6 +27,7 @@ class Joint(TransferStrategy):
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  lam: float = 1.0, weighting: str = "fixed", **kwargs: Any) -> None:
+        check_finite(lam=lam)
         if lam < 0:
             raise ValueError(f"strategy.lam must be >= 0 (it weights the target loss), got {lam}")
         if weighting not in ("fixed", "uncertainty"):

@@ -18,10 +18,10 @@ from translearn.errors import ConfigError
 
 def check_config(cfg: DictConfig) -> None:
     """Raise a ConfigError for the first problem found: an unset required key, a learning rate that is not a
-    finite positive number, a bad ``trainer.max_epochs``, a ``monitor`` metric the run never logs, or an
+    finite number >= 0 (0 keeps the weights fixed, a legal control run), a bad ``trainer.max_epochs``, a ``monitor`` metric the run never logs, or an
     output/cache path that is a file."""
     _no_missing_values(cfg)
-    _positive_finite(cfg, "optimizer.lr")
+    _finite_non_negative(cfg, "optimizer.lr")
     _max_epochs(cfg)
     _monitor_is_logged(cfg)
     for key in ("paths.output_dir", "paths.cache_dir"):
@@ -48,13 +48,13 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def _positive_finite(cfg: DictConfig, key: str) -> None:
+def _finite_non_negative(cfg: DictConfig, key: str) -> None:
     if OmegaConf.select(cfg, key) is None:
         return
     value = OmegaConf.select(cfg, key)
     number = _number(value)
-    if number is None or not math.isfinite(number) or number <= 0:
-        raise ConfigError(f"config key {key!r} must be a finite positive number, got {value!r}", config_key=key)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ConfigError(f"config key {key!r} must be a finite number >= 0, got {value!r}", config_key=key)
 
 
 def _max_epochs(cfg: DictConfig) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from translearn.data.history import HistoryError, HistoryIndex
 from translearn.data.prepare import prepare
 from translearn.data.sequence_batches import BucketBatchSampler, SequenceBatches, bucket_batches
 from translearn.data.sources.synthetic import SyntheticSource
-from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, RatioSplit
+from translearn.data.splits import TEST, TRAIN, VALID, ColdStartUsers, LeaveOneOut, RatioSplit
 
-ARTS_OFFICE = Path("/work/shared/data/amazon-arts-office/raw")
+DATA_ROOT = Path(os.environ.get("TRANSLEARN_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
+ARTS_OFFICE = DATA_ROOT / "amazon-arts-office" / "raw"
 
 
 @pytest.fixture
@@ -153,6 +155,21 @@ def test_ratio_split_gets_one_cut_per_held_out_row(make_data, static_source) -> 
         assert test.history[r, : test.lengths[r]].tolist() == [1, 2, 3, 4, 5, 6]
 
 
+def test_cold_start_users_see_only_their_earlier_source_rows(make_data, static_source) -> None:
+    users = [f"u{k}" for k in range(4)]
+    data = make_data(s=dict(users=[u for u in users for _ in range(3)], items=["a", "b", "c"] * 4, order=[2, 4, 6] * 4),
+                     t=dict(users=[u for u in users for _ in range(3)], items=["x", "y", "z"] * 4, order=[1, 3, 5] * 4))
+    prepared = prepare(static_source(data, "cold"), target="t", sources=["s"], split=ColdStartUsers(0.5, 0.5))
+    index = HistoryIndex(prepared, scope="all")
+    a, b = (_tok(index, prepared, "s", raw) for raw in "ab")
+    for role in ("valid", "test"):
+        q = index.eval_queries(role, 50)
+        assert len(q) == 3 and len(set(q.users.tolist())) == 1  # one held-out user, one query per target row
+        by_target = {int(t): q.history[r, : q.lengths[r]].tolist() for r, t in enumerate(q.targets)}
+        assert by_target == {0: [], 1: [a], 2: [a, b]}  # x1 sees nothing, y3 sees a2, z5 sees a2 b4
+    assert HistoryIndex(prepared, scope="target").eval_queries("test", 50).lengths.tolist() == [0, 0, 0]
+
+
 def test_missing_order_key_is_a_clear_error(make_data, static_source) -> None:
     data = make_data(t=dict(users=["u"] * 3, items=["a", "b", "c"]))
     prepared = prepare(static_source(data, "no-order"), target="t")
@@ -222,7 +239,7 @@ def test_synthetic_index_end_to_end() -> None:
 @pytest.fixture(scope="module")
 def arts_office():
     if not ARTS_OFFICE.is_dir():
-        pytest.skip(f"Arts/Office data not found at {ARTS_OFFICE}")
+        pytest.skip(f"Arts/Office data not found at {ARTS_OFFICE} (set TRANSLEARN_DATA_ROOT to the shared data folder)")
     from translearn.data import Deduplicate
     from translearn.data.sources import AmazonArtsOffice
     prepared = prepare(AmazonArtsOffice(root=str(ARTS_OFFICE)), target="office", sources=["arts"],

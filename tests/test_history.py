@@ -226,6 +226,37 @@ def test_dataloader_feeds_whole_batches(interleaved) -> None:
     assert all(b["history"].shape == b["labels"].shape for b in batches)
 
 
+def test_lightning_sets_the_epoch_of_the_bucket_sampler() -> None:
+    import pytorch_lightning as pl
+
+    prepared = prepare(SyntheticSource(num_users=100, num_items=(30, 20)), target="target", sources=["source"])
+    seq = HistoryIndex(prepared, scope="all").train_sequences(max_len=50)
+    data = SequenceBatches(seq)
+    seen: list[list[int]] = []
+
+    class Record(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+            seen.append(batch["users"].tolist())
+            return self.w.sum() * 0
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    sampler = BucketBatchSampler(data.lengths, 16, seed=5)
+    loader = DataLoader(data, batch_sampler=sampler, collate_fn=lambda b: b)
+    pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+               enable_model_summary=False).fit(Record(), loader)
+    expected = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        expected += [[int(seq.users[i]) for i in b] for b in sampler]
+    assert sampler.sampler is sampler and seen == expected and expected[: len(sampler)] != expected[len(sampler) :]
+
+
 def test_synthetic_index_end_to_end() -> None:
     prepared = prepare(SyntheticSource(num_users=200, num_items=(50, 40)), target="target", sources=["source"])
     index = HistoryIndex(prepared, scope="all")

@@ -74,9 +74,10 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
 
 
 class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of similar-length sequences, deterministic per (seed, epoch); call ``set_epoch`` each epoch
-    (``DataLoader`` does not). Under DDP, rank r takes batches r, r + R, ... of the epoch's list, with the
-    list cycled so every rank has the same number of batches."""
+    """Batches of similar-length sequences, deterministic per (seed, epoch). ``set_epoch`` must be called each
+    epoch: Lightning calls it at every epoch start (also after a resume) through ``batch_sampler.sampler``,
+    which is this object; a plain loop must call it itself. Under DDP, rank r takes batches r, r + R, ...
+    of the epoch's list, with the list cycled so every rank has the same number of batches."""
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, bucket_batches: int = 32,
                  num_replicas: int = 1, rank: int = 0) -> None:
@@ -89,6 +90,11 @@ class BucketBatchSampler(Sampler[list[int]]):
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    @property
+    def sampler(self) -> BucketBatchSampler:
+        """Itself: Lightning sets the epoch on ``loader.batch_sampler.sampler``, not on the batch sampler."""
+        return self
 
     def _num_batches(self) -> int:
         chunk = self.batch_size * max(1, self.bucket_batches)

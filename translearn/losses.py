@@ -118,3 +118,21 @@ class MSELoss(nn.Module):
                 f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         return F.mse_loss(pred, target.to(pred.dtype))
+
+
+class AutoLoss(nn.Module):
+    """``loss=auto`` (the default): a placeholder the builder replaces with the model's preferred loss
+    (``preferred_loss``); it cannot be called itself."""
+
+    needs_ratings = False
+    needs_negatives = True
+
+    def forward(self, *args: Tensor) -> Tensor:
+        raise RuntimeError("loss=auto is resolved when the strategy is built (translearn.build.build_loss); "
+                           "from Python, pass a loss object such as BPRLoss() or CrossEntropyLoss()")
+
+
+def preferred_loss(model: nn.Module) -> nn.Module:
+    """The loss a model trains best with by default: ``model.preferred_loss`` (``"ce"``: full softmax, as
+    sequence models use), else BPR (id models)."""
+    return CrossEntropyLoss() if getattr(model, "preferred_loss", "bpr") == "ce" else BPRLoss()

@@ -109,11 +109,14 @@ class HistoryIndex:
     ``indptr[u]:indptr[u + 1]``.
     """
 
-    def __init__(self, prepared: PreparedData, scope: str = "target", seed: int = 0) -> None:
+    def __init__(self, prepared: PreparedData, scope: str = "target", seed: int = 0,
+                 domains: Sequence[str] | None = None) -> None:
         if scope not in SCOPES:
             raise HistoryError(f"model.history_scope must be one of {', '.join(SCOPES)}, got {scope!r}")
         self.scope, self.target = scope, prepared.target
-        self.domains: tuple[str, ...] = (prepared.target,) if scope == "target" else tuple(prepared.domains)
+        if domains is None:
+            domains = (prepared.target,) if scope == "target" else tuple(prepared.domains)
+        self.domains: tuple[str, ...] = tuple(domains)  # token order (a model's table uses the same)
         sizes = [prepared.num_items(d) for d in self.domains]
         self.offsets: dict[str, int] = dict(zip(self.domains, np.cumsum([0, *sizes[:-1]]).tolist(), strict=True))
         self.num_tokens = 1 + int(sum(sizes))
@@ -149,7 +152,8 @@ class HistoryIndex:
         self.rank = cat["rank"][perm]
         self.row = cat["row"][perm]
         self.indptr = np.concatenate([[0], np.cumsum(np.bincount(self.user, minlength=self.num_users))])
-        self.target_id = self.domains.index(prepared.target)
+        # -1: an index over source domains only (a source stage), which trains but has no target queries
+        self.target_id = self.domains.index(prepared.target) if prepared.target in self.domains else -1
 
     def domain_id(self, domain: str) -> int:
         if domain not in self.domains:
@@ -177,13 +181,16 @@ class HistoryIndex:
         return end - self.offsets[domain]
 
     # ---- evaluation ---------------------------------------------------------------------------------
-    def eval_queries(self, role: str, max_len: int) -> EvalQueries:
+    def eval_queries(self, role: str, max_len: int, history_domains: Sequence[str] | None = None) -> EvalQueries:
         """One query per held-out target row of ``role`` ('valid' or 'test'), keeping the LAST ``max_len``
-        history items; rows in the order of the target interactions."""
+        history items; rows in the order of the target interactions. ``history_domains`` (default: the
+        target alone under scope ``target``, every index domain under ``all``) limits what a query shows."""
         if role not in ("valid", "test"):
             raise HistoryError(f"role must be 'valid' or 'test', got {role!r}")
         if max_len < 1:
             raise HistoryError(f"model.max_history must be >= 1, got {max_len}")
+        if self.target_id < 0:
+            raise HistoryError(f"this history index has no target domain ({', '.join(self.domains)})")
         r = VALID if role == "valid" else TEST
         q = np.flatnonzero((self.domain == self.target_id) & (self.role == r))
         q = q[np.argsort(self.row[q], kind="stable")]
@@ -193,8 +200,11 @@ class HistoryIndex:
         pos = np.repeat(starts, lens) + np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
         same = self.domain[pos] == self.target_id
         allowed_role = (self.role[pos] == TRAIN) | ((self.role[pos] == VALID) & (r == TEST))
-        keep = np.where(same, allowed_role & (self.rank[pos] < self.rank[q][qi]),
-                        self.order[pos] < self.order[q][qi])
+        if history_domains is None:
+            history_domains = (self.target,) if self.scope == "target" else self.domains
+        shown = np.isin(self.domain[pos], [self.domain_id(d) for d in history_domains])
+        keep = shown & np.where(same, allowed_role & (self.rank[pos] < self.rank[q][qi]),
+                                self.order[pos] < self.order[q][qi])
         qi, pos = qi[keep], pos[keep]
         counts = np.bincount(qi, minlength=len(q))
         # index of each kept row counted from the query's end (0 = latest), to keep the last max_len

@@ -16,8 +16,8 @@ from translearn.losses import BPRLoss, CrossEntropyLoss
 from translearn.models import sasrec
 from translearn.train import train
 
-ORDERED = ["data.dataset.sequential=0.9", "model=sasrec", "model.max_history=20", "model.embedding_dim=32",
-           "model.inner_size=64"]
+SMALL_SASREC = ["model=sasrec", "model.max_history=20", "model.embedding_dim=32", "model.inner_size=64"]
+ORDERED = [*SMALL_SASREC, "data.dataset.sequential=0.9"]
 
 DENSE_ORDER = ["data.dataset.num_users=600", "data.dataset.num_items=[200,150]",
                "data.dataset.interactions_per_user=[30,20]", "data.dataset.sequential=1.0"]
@@ -89,7 +89,7 @@ def test_loss_auto_gives_ce_for_sequences_and_bpr_for_mf(tmp_path) -> None:
 @pytest.fixture(scope="module")
 def sasrec_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("sasrec")
-    return train(compose([*ORDERED, *DENSE_ORDER, "strategy=target_only", "trainer.max_epochs=8",
+    return train(compose([*SMALL_SASREC, *DENSE_ORDER, "strategy=target_only", "trainer.max_epochs=8",
                           f"paths.cache_dir={out / 'cache'}"], output_dir=out / "run"))
 
 

@@ -96,18 +96,24 @@ class SequenceTrainData(Dataset):
 
 
 class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
-    """One epoch = the anchor stream's bucketed batches; other streams add proportional batches, cycling.
+    """Steps of about ``batch_size`` labelled positions (training rows) each. One epoch = the anchor stream's
+    bucketed batches; other streams add proportional batches, cycling.
     Deterministic per (seed, epoch) (``set_epoch``, which Lightning calls); the data set's negative
     sampler is reseeded from the same numbers. Under DDP rank r takes every num_replicas-th step."""
 
     def __init__(self, data: SequenceTrainData, batch_size: int, seed: int, num_replicas: int = 1,
                  rank: int = 0) -> None:
         super().__init__()
-        self.data, self.batch_size, self.seed = data, batch_size, seed
+        self.data, self.rows, self.seed = data, batch_size, seed
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
         counts = [data.labels(s) for s in range(len(data.streams))]
         self.anchor = max(range(len(counts)), key=lambda s: counts[s])
         self.share = {s: counts[s] / max(counts[self.anchor], 1) for s in range(len(counts)) if s != self.anchor}
+        # ``batch_size`` counts training rows (labels), as for id models: sequences per step = rows / mean labels
+        # per sequence (Office: 2048 rows -> about 290 sequences, near RecBole's 256), so an epoch has about
+        # as many steps for a sequence model as for MF on the same data.
+        mean_labels = counts[self.anchor] / max(len(data.streams[self.anchor]), 1)
+        self.batch_size = max(1, round(batch_size / max(mean_labels, 1.0)))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

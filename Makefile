@@ -13,11 +13,15 @@ BIN := $(VENV)/bin
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
+	@echo "==> [1/3] virtual environment in $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "==> [2/3] torch ($(TORCH_SPEC)): skipped when already importable; the first download takes a minute"
 	$(BIN)/python -c "import torch" 2>/dev/null || \
-		$(BIN)/pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[dev]"
+		$(BIN)/pip install --progress-bar on $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	@echo "==> [3/3] translearn and its dependencies (editable, with the dev extras)"
+	$(BIN)/pip install --progress-bar on -e ".[dev]"
 	touch $@
+	@echo "==> installed: $(BIN)/translearn-train is ready"
 
 run: install
 	$(BIN)/translearn-train $(ARGS)

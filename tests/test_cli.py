@@ -4,13 +4,16 @@ resume, multirun, evaluate, data, loggers, and CPU DDP."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from translearn.build import build_data
 from translearn.cli.config import compose
 from translearn.train import train
 
@@ -27,15 +30,39 @@ def test_default_run_writes_metrics_checkpoints_and_logs(tmp_path, run_overrides
     summary = train(compose(run_overrides, output_dir=out))
     saved = json.loads((out / "metrics.json").read_text())
     assert saved == summary
-    for key in ("val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10",
-                "test/target/recall@20", "test/target/auc"):
-        assert 0.0 <= saved[key] <= 1.0, key
-    assert saved["test/target/ndcg@10"] > 0.0  # a trained model ranks something right
+    _check_trained_ranking(saved, compose(run_overrides, output_dir=out))
     assert saved["strategy"] == "Joint" and saved["seed"] == 0 and saved["wall_time_s"] > 0
     assert len(saved["config_digest"]) == 64 and len(saved["data_manifest_key"]) == 64
-    assert (out / "checkpoints" / "last.ckpt").is_file() and Path(saved["best_checkpoint"]).is_file()
+    assert (out / "checkpoints" / "last.ckpt").is_file() and (out / saved["best_checkpoint"]).is_file()
+    assert saved["best_checkpoint"].startswith("checkpoints/best-epoch")  # relative to the run folder
     assert (out / "csv" / "metrics.csv").read_text().count("val/target/ndcg@10") == 1  # header
     assert not list(out.rglob(".tmp-*"))  # atomic writes leave no temp files
+
+
+def _random_hr10(cfg) -> float:
+    """Expected test HR@10 of a random ranking: per test user 10 / (items left after masking the user's
+    training and validation items), averaged by hand from the prepared data."""
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    known = np.zeros((prepared.num_users, prepared.num_items(prepared.target)), dtype=bool)
+    for part in (prepared.train(prepared.target), prepared.held_out("valid")):
+        known[part.users, part.items] = True
+    test = prepared.held_out("test")
+    candidates = known.shape[1] - known[test.users].sum(axis=1) + known[test.users, test.items]
+    return float(np.mean(np.minimum(1.0, 10.0 / candidates)))
+
+
+def _check_trained_ranking(m: dict, cfg) -> None:
+    """Test metrics of a trained leave-one-out run, checked so that a broken run fails: a NaN-scored model
+    (every metric 1.0), an untrained one (random ranking) or mixed-up metric keys."""
+    t = {k.removeprefix("test/target/"): v for k, v in m.items() if k.startswith("test/target/")}
+    assert all(math.isfinite(v) for v in t.values()), t
+    assert 0.55 < t["auc"] < 0.99  # random ranking gives 0.5; NaN scores that rank first give 1.0
+    assert t["hr@10"] > 1.5 * _random_hr10(cfg)
+    # One held-out item per user: recall is HR, precision is HR / k, and MRR < NDCG < HR unless every hit
+    # is at rank 1 (as when every score is NaN).
+    assert t["recall@10"] == pytest.approx(t["hr@10"]) and t["precision@10"] == pytest.approx(t["hr@10"] / 10)
+    assert t["mrr@10"] < t["ndcg@10"] < t["hr@10"] < t["hr@20"] < 1.0
+    assert m["val/target/ndcg@10"] > 0.0
 
 
 def test_same_seed_same_metrics_and_another_seed_differs(tmp_path, run_overrides):
@@ -100,7 +127,13 @@ def test_dotted_override_selects_a_nested_group(tmp_path, run_overrides):
     cfg = compose([*run_overrides, "data.split=cold_start", "data.split.holdout_fraction=0.5"], output_dir=tmp_path)
     assert cfg.data.split._target_.endswith("ColdStartUsers") and cfg.data.split.holdout_fraction == 0.5
     summary = train(cfg)
-    assert summary["test/target/hr@10"] >= 0.0
+    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    test_users = np.unique(prepared.held_out("test").users)
+    assert not prepared.users_with_training_data([prepared.target])[test_users].any()  # test users are cold
+    t = {k.removeprefix("test/target/"): v for k, v in summary.items() if k.startswith("test/target/")}
+    assert 0.55 < t["auc"] < 0.99  # ranks cold users' items better than chance, and not NaN-perfect
+    # Cold users hold several test items: a hit on one of them is not all of them.
+    assert 0.0 < t["recall@10"] < t["hr@10"] <= 1.0 and t["mrr@10"] < t["hr@10"]
 
 
 @pytest.mark.parametrize("strategy", ["joint", "fusion"])

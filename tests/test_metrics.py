@@ -69,6 +69,40 @@ def test_rank_targets_chunking_matches_unchunked() -> None:
             assert torch.equal(a, b)
 
 
+NAN = float("nan")
+
+
+@pytest.mark.parametrize("count_ties", [True, False])
+@pytest.mark.parametrize("give_candidates", [True, False])
+def test_non_finite_scores_rank_pessimistically(count_ties: bool, give_candidates: bool) -> None:
+    scores = torch.tensor([
+        # row 0: targets col 2 (0.2) and col 0 (0.5); negatives col 1 (NaN, counts above), 4 (0.9), 5 (0.1)
+        [0.5, NAN, 0.2, -INF, 0.9, 0.1],
+        # row 1: target col 0 is NaN (ranks last), target col 2 (0.3) ties negative col 1, below col 3 (0.7)
+        [NAN, 0.3, 0.3, 0.7, -INF, 0.1],
+        # row 2: a fully diverged row, one target among 5 NaN negatives
+        [NAN, NAN, NAN, NAN, NAN, NAN],
+        # row 3: a +inf target is last, not first
+        [INF, 0.0, 1.0, 2.0, 3.0, 4.0],
+    ])
+    targets = torch.tensor([[2, 0], [0, 2], [1, -1], [0, -1]])
+    n_cand = torch.tensor([5, 5, 6, 6]) if give_candidates else None
+    r = rank_targets(scores, targets, n_candidates=n_cand, count_ties=count_ties)
+    # row 0: col 2 has NaN, 0.9 and the target 0.5 above it -> 4; col 0 has NaN and 0.9 above -> 3
+    # row 1: col 2 has 0.3 (tie) and 0.7 -> 3; the NaN target is below all 3 negatives and col 2 -> 5
+    # row 2: below all 5 negatives -> 6; row 3: below all 5 negatives -> 6
+    assert r.ranks.tolist() == [[4.0, 3.0], [5.0, 3.0], [6.0, INF], [6.0, INF]]
+    assert r.n_negatives.tolist() == [3, 3, 5, 5]
+    tied = [[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [0.0, 0.0]] if count_ties else [[0.0] * 2] * 4
+    above = [[2.0, 2.0], [3.0, 2.0 - tied[1][1]], [5.0, 0.0], [5.0, 0.0]]
+    assert r.neg_above.tolist() == above and r.neg_tied.tolist() == tied
+    assert _value(HitRate(1), r) == 0.0  # no row is a perfect hit, though every score compares False
+    # AUC per target (n_neg - above - ties / 2) / n_neg: row 0 (1/3 + 1/3) / 2; row 1 (0 + x) / 2 with x = 1.5/3
+    # (the tie counts half) or 1/3 (ties reported as above); rows 2 and 3 score 0.
+    row1 = (0.0 + (1.5 / 3 if count_ties else 1 / 3)) / 2
+    assert _value(AUC(), r) == pytest.approx((1 / 3 + row1) / 4)
+
+
 def test_rank_targets_rejects_bad_shapes() -> None:
     with pytest.raises(ValueError):
         rank_targets(torch.zeros(3), torch.zeros(3, 1, dtype=torch.long))

@@ -10,7 +10,7 @@ import pytest
 from translearn.data.normalise import NormaliseRatings
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
-from translearn.data.preprocess import Deduplicate, DropInvalid, StepReport
+from translearn.data.preprocess import Deduplicate, DropInvalid, ImplicitFeedback, StepReport
 from translearn.data.protocols import SampledNegatives
 from translearn.data.schema import CrossDomainData, Domain, Interactions
 from translearn.data.sources import SyntheticSource
@@ -88,13 +88,35 @@ def test_prepare_drops_unused_domains(tiny_data, static_source):
     assert p.data.user_ids.tolist() == ["u1", "u2", "u3", "u5"]  # u4 was only in s: compacted away
 
 
+def _note(domain: str, rows: int, low: str, high: str) -> str:
+    return (f"positives: {domain}: {rows:,} rated rows all count as positives for ranking (ratings {low}-{high}); "
+            "add data.preprocess.implicit (ImplicitFeedback threshold) to keep only high ratings")
+
+
+def test_report_says_every_rating_counts_as_a_positive(tiny_data, static_source):
+    # tiny_data: s has 6 rows rated 1-5, t has 13 rows rated 1-5
+    p = prepare(static_source(tiny_data), "t", ["s"])
+    assert _note("s", 6, "1", "5") in p.report and _note("t", 13, "1", "5") in p.report
+    # a threshold on t: its note goes (7 of its ratings 1,2,3,4,5,1,2,3,4,5,1,2,3 are >= 3); s keeps its note
+    p = prepare(static_source(tiny_data), "t", ["s"], {"implicit": ImplicitFeedback(threshold=3, keep_ratings=True,
+                                                                                    domains=["t"])})
+    assert _note("s", 6, "1", "5") in p.report
+    assert not [line for line in p.report if line.startswith("positives: t:")]
+    assert "implicit: t 13 -> 7 (6 ratings below 3)" in p.report
+
+
+def test_no_positives_note_without_ratings(make_data, static_source):
+    data = make_data(t=dict(users=[0, 0, 0, 1, 1, 1], items=[0, 1, 2, 0, 1, 2], order=[1, 2, 3, 1, 2, 3]))
+    assert not [line for line in prepare(static_source(data), "t").report if line.startswith("positives")]
+
+
 # ---------------------------------------------------------------- cache
 
 def test_cache_hit_reads_the_entry(tmp_path, monkeypatch):
     first = run(cache_dir=tmp_path, protocol=SampledNegatives(5))
     entries = [p for p in tmp_path.iterdir()]
     assert [e.name for e in entries] == [first.key[:24]]
-    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays.npz", "manifest.json"]
+    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays.npz", "checksums.json", "manifest.json"]
 
     def no_load(self):
         raise AssertionError("the cache should have been read")

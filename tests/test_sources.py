@@ -149,7 +149,7 @@ def test_disencdr_errors(tmp_path: Path, override: dict, where: str, words: str)
 
 def test_disencdr_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing: train.txt"):
-        DisenCDRPair(disencdr(tmp_path), folder_a="nope", folder_b="sc").load()
+        DisenCDRPair(disencdr(tmp_path), "books", "music", folder_a="nope", folder_b="sc").load()
 
 
 # ---------------------------------------------------------------- MovieLens (RecBole atomic files)
@@ -353,7 +353,7 @@ def arts_office_real() -> CrossDomainData:
 
 @pytest.fixture(scope="module")
 def cloth_sport_real() -> CrossDomainData:
-    return DisenCDRPair(real("amazon-cloth-sport")).load()
+    return DisenCDRPair(real("amazon-cloth-sport"), "clothing", "sports", "cloth_sport", "sport_cloth").load()
 
 
 @pytest.fixture(scope="module")
@@ -388,3 +388,89 @@ def test_real_movielens(movielens_real: CrossDomainData) -> None:
     ratings = dom.interactions.ratings
     assert ratings.min() == 1 and ratings.max() == 5
     assert dom.item_text[0] == "Toy Story" and dom.item_attributes[0] == "Animation Children's Comedy 1995"
+
+
+# a MovieLens-style ratings file with no header line: user, item, rating, timestamp
+HEADERLESS = "1\t1630\t4\t881250949\n1\t17\t3\t881250950\n2\t1630\t5\t881250951\n"
+NAMES = ["user_id", "item_id", "rating", "timestamp"]
+
+
+def test_tabular_reads_a_headerless_file_with_names(tmp_path: Path) -> None:
+    src = TabularSource(files={"m": write(tmp_path / "r.tsv", HEADERLESS)}, header=False, names=NAMES,
+                        rating_column="rating", order_column="timestamp")
+    data = src.load()
+    assert sorted(rows(data, "m", with_order=True)) == [(1, 17, 881250950.0), (1, 1630, 881250949.0),
+                                                         (2, 1630, 881250951.0)]
+    assert sorted(data.domain("m").interactions.ratings.tolist()) == [3.0, 4.0, 5.0]  # the first line is data
+    assert src.fingerprint() != TabularSource(files={"m": tmp_path / "r.tsv"}, header=False,
+                                              names=["user_id", "item_id", "stars", "t"]).fingerprint()
+
+
+def test_tabular_sep_tab_spelled_out(tmp_path: Path) -> None:
+    path = write(tmp_path / "u.data", HEADERLESS)
+    for sep in ("tab", "\\t"):
+        src = TabularSource(files={"m": path}, sep=sep, header=False, names=NAMES)
+        assert src.sep == "\t" and len(src.load().domain("m").interactions) == 3
+
+
+def test_tabular_headerless_file_without_the_option_names_it(tmp_path: Path) -> None:
+    src = TabularSource(files={"m": write(tmp_path / "r.tsv", HEADERLESS)})
+    with pytest.raises(DataError) as err:
+        src.load()
+    msg = str(err.value)
+    assert "r.tsv, column 'user_id': column 'user_id' not found; the file has columns: 1, 1630, 4, 881250949" in msg
+    assert "data.dataset.header=false" in msg and "data.dataset.names=" in msg
+    # a real header without the column is a plain "not found", with no hint about header lines
+    with pytest.raises(DataError) as err:
+        TabularSource(files={"m": write(tmp_path / "h.tsv", "u\ti\n1\t2\n")}).load()
+    assert "data.dataset.header" not in str(err.value)
+
+
+def test_tabular_header_and_names_must_agree(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="data.dataset.names must list the column names"):
+        TabularSource(files={"m": tmp_path / "r.tsv"}, header=False)
+    with pytest.raises(ValueError, match="data.dataset.names is only read when data.dataset.header is false"):
+        TabularSource(files={"m": tmp_path / "r.tsv"}, names=NAMES)
+
+
+# ---------------------------------------------------------------- DisenCDR configs (data=disencdr_pair, cloth_sport)
+
+PAIR_KEYS = {"root": None, "domain_a": "music", "domain_b": "books", "folder_a": "sc", "folder_b": "cs"}
+
+
+def test_cloth_sport_is_a_preset_of_disencdr_pair() -> None:
+    from translearn.cli.config import compose
+
+    data = compose(["data=cloth_sport"]).data
+    assert (data.name, data.dataset._target_) == ("cloth_sport", "translearn.data.sources.DisenCDRPair")
+    assert [data.dataset[k] for k in ("domain_a", "domain_b", "folder_a", "folder_b")] == [
+        "clothing", "sports", "cloth_sport", "sport_cloth"]
+    assert list(data.source_domains) == ["clothing"] and data.target_domain == "sports"
+    assert data.preprocess.sparsify.domain == "sports" and data.split._target_.endswith("LeaveOneOut")
+    reverse = compose(["data=cloth_sport", "data.source_domains=[sports]", "data.target_domain=clothing"]).data
+    assert reverse.preprocess.sparsify.domain == "clothing"
+
+
+def test_disencdr_pair_takes_its_domain_names_from_the_config(tmp_path: Path) -> None:
+    from translearn.build import build_data
+    from translearn.cli.config import compose
+
+    keys = PAIR_KEYS | {"root": str(disencdr(tmp_path))}
+    data = compose(["data=disencdr_pair", *(f"data.dataset.{k}={v}" for k, v in keys.items())]).data
+    assert list(data.source_domains) == ["music"] and data.target_domain == "books"
+    prepared = build_data(data, cache_dir=None)
+    assert prepared.target == "books" and prepared.sources == ("music",)
+    assert prepared.data.domain_names == ["music", "books"]
+
+
+@pytest.mark.parametrize("missing", list(PAIR_KEYS))
+def test_disencdr_pair_names_a_required_key_left_unset(tmp_path: Path, missing: str) -> None:
+    from omegaconf.errors import MissingMandatoryValue
+
+    from translearn.build import build_data
+    from translearn.cli.config import compose
+
+    keys = PAIR_KEYS | {"root": str(disencdr(tmp_path))}
+    data = compose(["data=disencdr_pair", *(f"data.dataset.{k}={v}" for k, v in keys.items() if k != missing)]).data
+    with pytest.raises(MissingMandatoryValue, match=rf"Missing mandatory value: data\.dataset\.{missing}"):
+        build_data(data, cache_dir=None)

@@ -15,6 +15,7 @@ from translearn.data.splits import (
     RatioSplit,
     SplitError,
     TemporalSplit,
+    row_order,
 )
 
 T, V, X = TRAIN, VALID, TEST
@@ -29,17 +30,46 @@ def roles_by_user(users, roles):
 
 # ---------------------------------------------------------------- LeaveOneOut
 
-def test_leave_one_out_by_order(make_data):
+@pytest.mark.parametrize("ties, user3", [
+    ("file_order", [V, X, T]),  # items 5 (row 6) and 4 (row 7) tie at order 7: the later row (item 4) is test
+    ("item", [X, V, T]),  # the higher item index (item 5) is test
+])
+def test_leave_one_out_by_order(make_data, ties, user3):
     data = make_data(t=dict(
         users=[0, 0, 0, 1, 2, 2, 3, 3, 3, 0],
         items=[3, 1, 2, 9, 4, 5, 5, 4, 0, 6],
         order=[30, 10, 20, 5, 2, 1, 7, 7, 1, 25],
     ))
     # user 0: items by order 1(10) 2(20) 6(25) 3(30) -> 3 test, 6 valid; user 1: one row -> train;
-    # user 2: two rows -> 5 (order 1) train, 4 (order 2) test; user 3: 0(1), then 4 and 5 tie at 7 -> by item index
-    roles = LeaveOneOut()(data, "t", [], seed=0)
+    # user 2: two rows -> 5 (order 1) train, 4 (order 2) test; user 3: 0 (order 1) train, then the tie
+    roles = LeaveOneOut(ties=ties)(data, "t", [], seed=0)
     assert roles.dtype == np.int8
-    assert roles.tolist() == [X, T, T, T, X, T, X, V, T, V]
+    assert roles.tolist() == [X, T, T, T, X, T, *user3[:2], T, V]
+
+
+def test_leave_one_out_default_ties_keep_file_order(make_data):
+    # three rows of one user at the same time, items listed 2, 0, 1: the last listed (item 1) is test,
+    # the one before (item 0) valid, whatever the item indices
+    data = make_data(t=dict(users=[0, 0, 0], items=[2, 0, 1], order=[5, 5, 5]))
+    assert LeaveOneOut()(data, "t", [], seed=0).tolist() == [T, V, X]
+    assert LeaveOneOut(ties="item")(data, "t", [], seed=0).tolist() == [X, T, V]
+
+
+def test_row_order_is_the_one_order_definition(make_data):
+    data = make_data(t=dict(users=[1, 0, 1, 0, 1], items=[3, 2, 1, 0, 4], order=[2, 9, 1, 9, 1]))
+    inter = data.domain("t").interactions
+    # user 0: rows 1 and 3 tie at 9; user 1: rows 2 and 4 tie at 1, then row 0 (order 2)
+    assert row_order(inter).tolist() == [1, 3, 2, 4, 0]
+    assert row_order(inter, "item").tolist() == [3, 1, 2, 4, 0]  # user 0: item 0 (row 3) before item 2
+    # over all users: order 1 (rows 2, 4), 2 (row 0), 9 (rows 1, 3)
+    assert row_order(inter, by_user=False).tolist() == [2, 4, 0, 1, 3]
+    assert row_order(inter, "item", by_user=False).tolist() == [2, 4, 0, 3, 1]
+
+
+@pytest.mark.parametrize("split", [LeaveOneOut, RatioSplit, TemporalSplit, ColdStartUsers])
+def test_unknown_tie_rule_names_the_key(split):
+    with pytest.raises(SplitError, match=r"data.split.ties must be one of file_order, item, got 'time'"):
+        split(ties="time")
 
 
 def test_leave_one_out_without_order_is_random_but_seeded(make_data):
@@ -133,8 +163,24 @@ def test_temporal_split_one_global_cut(make_data, valid, test, roles):
 def test_temporal_split_ties_broken_by_item(make_data):
     # ranks by (order, item): (b,1,0) (a,3,0) (b,0,5) (a,2,5) -> the last is test, the one before valid
     data = make_data(t=dict(users=["a", "a", "b", "b"], items=[3, 2, 1, 0], order=[0, 5, 0, 5]))
-    roles = TemporalSplit(valid_fraction=0.25, test_fraction=0.25)(data, "t", [], seed=0)
+    roles = TemporalSplit(valid_fraction=0.25, test_fraction=0.25, ties="item")(data, "t", [], seed=0)
     assert roles.tolist() == [T, X, T, V]
+
+
+def test_temporal_split_ties_keep_file_order_by_default(make_data):
+    # ranks by (order, row): rows 0, 2 (order 0), then 1, 3 (order 5) -> row 3 test, row 1 valid
+    data = make_data(t=dict(users=["a", "a", "b", "b"], items=[3, 2, 1, 0], order=[0, 5, 0, 5]))
+    roles = TemporalSplit(valid_fraction=0.25, test_fraction=0.25)(data, "t", [], seed=0)
+    assert roles.tolist() == [T, V, T, X]
+
+
+def test_ratio_split_temporal_ties_follow_the_rule(make_data):
+    # one user, four rows at the same time: the latest 25% (one row) is test, the one before valid
+    data = make_data(t=dict(users=[0] * 4, items=[1, 3, 0, 2], order=[4] * 4))
+    by_file = RatioSplit(ratios=(0.5, 0.25, 0.25), temporal=True)(data, "t", [], seed=0)
+    by_item = RatioSplit(ratios=(0.5, 0.25, 0.25), temporal=True, ties="item")(data, "t", [], seed=0)
+    assert by_file.tolist() == [T, T, V, X]
+    assert by_item.tolist() == [T, X, T, V]
 
 
 def orphan_data(make_data):

@@ -45,12 +45,13 @@ def test_a_leftover_temp_entry_from_a_killed_run_is_ignored(tmp_path, run_overri
 def test_source_ckpt_overrides_the_stage_with_a_run_checkpoint(tmp_path, run_overrides, monkeypatch):
     joint = train(compose(_overrides(run_overrides, "strategy=joint"), output_dir=tmp_path / "joint"))
     monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: pytest.fail("the stage must not train"))
-    ckpt = joint["best_checkpoint"]
+    ckpt = tmp_path / "joint" / joint["best_checkpoint"]  # relative to its run folder
     summary = train(compose(_overrides(run_overrides, "strategy=distill", f"strategy.source_ckpt={ckpt}"),
                             output_dir=tmp_path / "distill"))
     assert summary["strategy"] == "Distillation"
     teacher = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]["model.user_encoder.weight"]
-    student_ckpt = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    student_ckpt = torch.load(tmp_path / "distill" / summary["best_checkpoint"], map_location="cpu",
+                              weights_only=True)["state_dict"]
     assert torch.equal(student_ckpt["teacher.user_encoder.weight"], teacher)  # the teacher is the joint model
     with pytest.raises(ValueError, match="embedding size"):
         train(compose(_overrides(run_overrides, "strategy=distill", f"strategy.source_ckpt={ckpt}",
@@ -60,5 +61,5 @@ def test_source_ckpt_overrides_the_stage_with_a_run_checkpoint(tmp_path, run_ove
 def test_a_smaller_student_learns_from_a_larger_teacher(tmp_path, run_overrides):
     summary = train(compose(_overrides(run_overrides, "strategy=distill", "model.embedding_dim=8",
                                        "strategy.stage.embedding_dim=32"), output_dir=tmp_path / "s"))
-    state = torch.load(summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(tmp_path / "s" / summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     assert state["model.user_encoder.weight"].shape[1] == 8 and state["teacher.user_encoder.weight"].shape[1] == 32

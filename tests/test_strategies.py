@@ -88,8 +88,8 @@ def test_full_ranking_evaluation_masks_history_and_counts_exactly():
     assert got["ndcg@2"] == pytest.approx(1 / math.log2(3))
 
 
-def test_a_held_out_repeat_of_a_history_item_is_not_masked():
-    strategy = TargetOnly(_fixed_mf(), "t", ks=(1,), metrics=("hr",))
+def test_a_held_out_repeat_of_a_history_item_is_not_masked_under_keep():
+    strategy = TargetOnly(_fixed_mf(), "t", ks=(1,), metrics=("hr",), repeats="keep")
     # user 1 has item 0 in history and again as the target: it must still be ranked (rank 1).
     batch = {"users": torch.tensor([1]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
              "exclude_cols": torch.tensor([0]), "n_candidates": torch.tensor([3])}

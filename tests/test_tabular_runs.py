@@ -41,9 +41,11 @@ def test_strategy_on_user_files(strategy, files, tmp_path):
 def test_mapping_predicts_ratings_of_cold_start_users(tmp_path):
     # Biased MF on ratings centred on the training mean (centring leaves errors in rating units). Without
     # target data, target_only predicts a cold user's rating by the item bias alone (an item-mean model).
+    # Both select the epoch on validation RMSE, the metric compared (the mode follows the monitor: min).
     overrides = ["loss=mse", "data.num_negatives=0", "data.split=cold_start", "data.split.holdout_fraction=0.5",
                  "model.bias=true", "model.embedding_dim=16", "model.init_std=0.1", "optimizer.lr=0.01",
-                 "trainer.max_epochs=20", "data.dataset.similarity=1.0", "logger=none", "evaluation.metrics=[ndcg]",
+                 "trainer.max_epochs=20", "monitor=val/target/rmse", "data.dataset.similarity=1.0", "logger=none",
+                 "evaluation.metrics=[ndcg]",
                  f"paths.cache_dir={tmp_path / 'cache'}",
                  "+data.preprocess.center._target_=translearn.data.NormaliseRatings",
                  "+data.preprocess.center.method=center"]

@@ -143,9 +143,17 @@ def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vec
     assert encoder.frozen.flatten().tolist() == [0.5, -1.0]
     gated = FeatureReuse(_mf([1.0, 1.0], {"t": [1.0]}), "t", ["s"], source_model=_source(), combine="gate")
     enc = gated.model.user_encoder
-    users = torch.tensor([0, 1])
-    gate = torch.sigmoid(enc.gate(torch.cat([enc.frozen[users], enc.own(users)], -1)))
-    torch.testing.assert_close(enc(users), enc.own(users) + gate * enc.project(enc.frozen[users]))
+    with torch.no_grad():  # P = 2, gate G = [1 (source), 0.5 (own)], bias -0.25
+        enc.project.weight.fill_(2.0)
+        enc.gate.weight.copy_(torch.tensor([[1.0, 0.5]]))
+        enc.gate.bias.fill_(-0.25)
+    # user 0: source 0.5, own 1 -> gate sigmoid(0.5 + 0.5 - 0.25), output 1 + gate * 2 * 0.5
+    # user 1: source -1, own 1  -> gate sigmoid(-1 + 0.5 - 0.25), output 1 + gate * 2 * (-1)
+    def sigmoid(x: float) -> float:
+        return 1.0 / (1.0 + math.exp(-x))
+
+    expected = [1.0 + sigmoid(0.75) * 1.0, 1.0 - 2.0 * sigmoid(-0.75)]
+    assert enc(torch.tensor([0, 1])).flatten().tolist() == pytest.approx(expected, rel=1e-6)
 
 
 def test_fusion_standardises_and_mixes_scores():
@@ -175,9 +183,9 @@ def test_fusion_picks_the_weight_on_validation_and_uses_it_for_test():
 
 
 def test_mapping_loss_and_cold_users_use_the_mapped_vector():
-    target = _mf([2.0, 3.0, 0.0], {"t": [2.0, 0.0, -1.0]})
-    source = _mf([1.0, 1.0, 4.0], {"s": [1.0]})
-    strategy = Mapping(target, "t", ["s"], source_model=source, mapper="linear", beta=0.5, map_batch_size=4,
+    target = _mf([2.0, 2.5, 0.0], {"t": [2.0, 0.0, -1.0]})
+    source = _mf([1.0, 2.0, 4.0], {"s": [1.0]})
+    strategy = Mapping(target, "t", ["s"], source_model=source, mapper="linear", beta=0.5, map_batch_size=64,
                        loss=BPRLoss())
     encoder = target.user_encoder
     with torch.no_grad():
@@ -185,16 +193,17 @@ def test_mapping_loss_and_cold_users_use_the_mapped_vector():
         encoder.mapper.bias.fill_(0.0)
     strategy.set_users(has_target_train=torch.tensor([True, True, False]).numpy(),
                        has_source=torch.tensor([True, True, True]).numpy())
-    torch.manual_seed(0)
+    assert strategy.map_users.tolist() == [0, 1]  # user 2 has no target vector to map onto
     out = strategy.compute_loss(TARGET_BATCH)
-    # every mapping pair is user 0 or 1: f(1.0) = 1.5 vs own 2.0 or 3.0
-    picks = strategy.map_users[torch.randint(0, 2, (4,), generator=torch.Generator().manual_seed(0))]
-    assert set(picks.tolist()) <= {0, 1}
-    assert out["loss"].item() == pytest.approx(out["loss_t"].item() + 0.5 * out["loss_map"].item(), rel=1e-6)
-    ones = int((picks == 1).sum())  # the same draws as inside compute_loss (same seed, same call)
-    assert out["loss_map"].item() == pytest.approx((ones * 1.5**2 + (4 - ones) * 0.5**2) / 4, rel=1e-6)
+    # Both mapping users have the same squared error, f(1) = 1.5 vs 2 and f(2) = 3 vs 2.5, so loss_map is
+    # 0.25 whatever users are drawn; drawing the cold user 2 (f(4) = 6 vs its untrained 0) would add 36.
+    assert out["loss_map"].item() == pytest.approx(0.25, rel=1e-6)
+    # loss_t by hand: user 0 (2.0) pos item 0 (4) vs neg item 2 (-2); user 1 (2.5) pos item 1 (0) vs item 0 (5)
+    loss_t = (_bpr(4.0, -2.0) + _bpr(0.0, 5.0)) / 2
+    assert out["loss_t"].item() == pytest.approx(loss_t, rel=1e-6)
+    assert out["loss"].item() == pytest.approx(loss_t + 0.5 * 0.25, rel=1e-6)
     vectors = encoder(torch.tensor([0, 1, 2])).flatten().tolist()
-    assert vectors == pytest.approx([2.0, 3.0, 6.0])  # user 2 is cold: 1.5 * 4.0
+    assert vectors == pytest.approx([2.0, 2.5, 6.0])  # user 2 is cold: 1.5 * 4.0
 
 
 def test_joint_uncertainty_weighting_formula():

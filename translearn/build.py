@@ -19,14 +19,12 @@ from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
+from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, preferred_loss
 from translearn.models.recommender import Recommender
+from translearn.progress import is_tty
 from translearn.stage import StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
-
-
-class ConfigError(ValueError):
-    """A config entry could not be built; the message starts with its key."""
 
 
 def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -35,7 +33,7 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         return instantiate(node, _convert_="all", **kwargs)
     except InstantiationException as err:
         cause = err.__cause__ or err
-        raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}") from cause
+        raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}", config_key=key) from cause
 
 
 def build_data(data_cfg: DictConfig, cache_dir: str | Path | None) -> PreparedData:
@@ -123,6 +121,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         loss=build_loss(cfg, model),
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
+        repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
         **extra,
     )
 
@@ -146,6 +145,8 @@ def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     kwargs = {"logger": loggers or False, "callbacks": callbacks, "plugins": [AtomicCheckpointIO()],
               "default_root_dir": cfg.paths.output_dir, **overrides}
+    if cfg.get("trainer", {}).get("enable_progress_bar", False) is None:  # null: a bar on terminals only
+        kwargs.setdefault("enable_progress_bar", is_tty())
     if not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks):
         kwargs.setdefault("enable_checkpointing", False)
     return _instantiate(cfg.trainer, "trainer", **kwargs)

@@ -1,20 +1,32 @@
-"""Content-hash keys and atomic writes, shared by every cache (prepared data, text embeddings,
-source-stage models). A killed run leaves at most a ``.tmp-*`` entry behind, never a half-written
-cache entry: readers only ever see complete files or directories."""
+"""Content-hash keys, atomic writes and verified entries, shared by every cache (prepared data, text
+embeddings, source-stage models). A killed run leaves at most a ``.tmp-*`` entry behind, never a
+half-written cache entry: readers only ever see complete files or directories.
+
+A cache entry is a directory written by ``write_entry``: the files its writer makes, then
+``checksums.json`` (the sha256 of every other file) last. ``read_entry`` verifies those checksums
+before loading, and an entry that fails (truncated, emptied, flipped bytes, or unreadable) is moved
+away with a warning, so the caller rebuilds it once.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
+
+log = logging.getLogger(__name__)
+CHECKSUMS = "checksums.json"
+T = TypeVar("T")
 
 
 def describe(obj: Any) -> Any:
@@ -94,3 +106,76 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_bytes(Path(path), (json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+# ---- verified cache entries ---------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _entry_files(entry: Path) -> list[str]:
+    return sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+
+
+def write_entry(final: Path, write: Callable[[Path], None]) -> Path:
+    """``atomic_write_dir`` for a cache entry: ``write(tmp_dir)``, then ``checksums.json`` over its files."""
+    def write_and_sum(tmp: Path) -> None:
+        write(tmp)
+        sums = {name: _sha256(tmp / name) for name in _entry_files(tmp)}
+        (tmp / CHECKSUMS).write_text(json.dumps({"sha256": sums}, indent=1, sort_keys=True) + "\n")
+
+    return atomic_write_dir(final, write_and_sum)
+
+
+def entry_problem(entry: Path) -> str | None:
+    """Why the entry at ``entry`` cannot be trusted, or None when every file matches its checksum."""
+    try:
+        sums = json.loads((entry / CHECKSUMS).read_text())["sha256"]
+    except FileNotFoundError:
+        return f"no {CHECKSUMS} (written by an older version, or not by the cache)"
+    except (ValueError, KeyError, TypeError) as err:
+        return f"{CHECKSUMS} is unreadable ({type(err).__name__})"
+    if not isinstance(sums, dict):
+        return f"{CHECKSUMS} is unreadable (no file list)"
+    files = _entry_files(entry)
+    if sorted(sums) != files:
+        return f"its files ({', '.join(files) or 'none'}) are not the ones listed in {CHECKSUMS}"
+    for name in files:
+        if _sha256(entry / name) != sums[name]:
+            return f"{name} does not match its checksum (truncated or corrupted)"
+    return None
+
+
+def read_verified(entry: Path) -> bool:
+    """Whether ``entry`` exists and every file in it matches its checksum."""
+    return Path(entry).is_dir() and entry_problem(Path(entry)) is None
+
+
+def discard_entry(entry: Path) -> None:
+    """Remove a bad entry atomically: rename it to a ``.tmp-bad-*`` name first (readers then miss it), then delete."""
+    entry = Path(entry)
+    away = Path(tempfile.mkdtemp(prefix=f".tmp-bad-{entry.name}-", dir=entry.parent))
+    with contextlib.suppress(FileNotFoundError):  # another process discarded it first
+        os.replace(entry, away / entry.name)
+    shutil.rmtree(away, ignore_errors=True)
+
+
+def read_entry(entry: Path, load: Callable[[Path], T], what: str) -> T | None:
+    """``load(entry)`` if the entry exists and verifies; None (and the entry discarded, with a warning naming
+    ``what`` and the reason) when it is missing or bad, so the caller builds it again."""
+    entry = Path(entry)
+    if not entry.is_dir():
+        return None
+    problem = entry_problem(entry)
+    if problem is None:
+        try:
+            return load(entry)
+        except Exception as err:  # verified bytes that still fail to load: treat as bad too
+            problem = f"it failed to load ({type(err).__name__}: {err})"
+    log.warning("%s cache entry %s is bad: %s; rebuilding it", what, entry, problem)
+    discard_entry(entry)
+    return None

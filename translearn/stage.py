@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -20,10 +21,11 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from translearn.cache import atomic_write_dir, content_key
+from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.datamodule import TrainBatches
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec, SequenceTrainData, StreamBatchSampler
+from translearn.errors import DivergedError
 from translearn.models.recommender import Recommender
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,8 @@ class StageSpec:
     def __post_init__(self) -> None:
         if self.domains not in ("sources", "all"):
             raise ValueError(f"strategy.stage.domains must be 'sources' or 'all', got {self.domains!r}")
+        if not math.isfinite(self.lam) or self.lam < 0:
+            raise ValueError(f"strategy.stage.lam must be a finite number >= 0, got {self.lam}")
         if self.max_epochs < 1:
             raise ValueError(f"strategy.stage.max_epochs must be >= 1, got {self.max_epochs}")
 
@@ -121,17 +125,24 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     for epoch in range(spec.max_epochs):
         if sequences is not None:
             sampler.set_epoch(epoch)
+        began = time.perf_counter()
         total, rows = 0.0, 0
-        for batch in loader:
+        for step, batch in enumerate(loader):
             out = task.compute_loss(batch)
             if sequences is not None:
                 model.release()
+            if not torch.isfinite(out["loss"].detach()):
+                bad = [n for n, v in out.items() if n != "loss" and not torch.isfinite(v.detach()).all()]
+                raise DivergedError(f"the source stage diverged at epoch {epoch}, step {step}: non-finite "
+                                    f"{', '.join(bad or ['loss'])}; lower optimizer.lr")
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
             size = sum(len(part["users"]) for part in {id(p): p for p in batch.values()}.values())
             total, rows = total + out["loss"].item() * size, rows + size
         history.append(total / max(rows, 1))
+        log.info("stage epoch %d/%d loss %.4f %.1fs", epoch + 1, spec.max_epochs, history[-1],
+                 time.perf_counter() - began)
     model.eval()
     return history
 
@@ -156,9 +167,10 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
         if cache_dir is not None and describe is not None:
             key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
             entry = Path(cache_dir) / "stage" / key[:24]
-            if (entry / "model.pt").is_file():
+            cached = read_entry(entry, lambda e: load_model_weights(model, e / "model.pt"), "source-stage model")
+            if cached is not None:
                 log.info("source-stage model read from cache %s", entry)
-                return load_model_weights(model, entry / "model.pt")
+                return cached
         start = time.time()
         losses = train_stage(model, prepared, spec, optimizer, loss)
     log.info("source stage (%s, %d epochs) trained in %.1fs, final loss %.4f", spec.domains, spec.max_epochs,
@@ -169,5 +181,5 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
             meta = {"spec": asdict(spec), "losses": losses, "data_key": prepared.key, **(describe or {})}
             (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
-        atomic_write_dir(entry, write)
+        write_entry(entry, write)
     return model

@@ -16,9 +16,13 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from translearn.build import build_data, build_datamodule, build_model, build_strategy, build_trainer
 from translearn.cache import atomic_write_json
+from translearn.checkpoint_check import check_state, read_checkpoint
+from translearn.checks import check_config
+from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.report import format_metrics
 
 log = logging.getLogger(__name__)
@@ -30,10 +34,34 @@ for _pattern in (r".*smaller than the logging interval.*", r".*overridden `trans
 
 
 def config_digest(cfg: DictConfig) -> str:
-    """sha256 of the resolved config, minus where the run happens to write."""
-    container = OmegaConf.to_container(cfg, resolve=True)
+    """sha256 of the resolved settings, with no path of this machine or run in it.
+
+    The ``paths`` node is dropped and every value that interpolates it keeps its interpolation text
+    (``data.dataset.root`` digests as ``${paths.data_root}/amazon``); ``resume`` (where training
+    restarted from) is dropped too. Equal digests mean equal settings, on any machine.
+    """
+    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+    if "paths" in plain:
+        for key in list(plain.paths):
+            plain.paths[key] = "\\${paths." + str(key) + "}"  # escaped: resolves to its own text
+    container = OmegaConf.to_container(plain, resolve=True)
     container.pop("paths", None)
+    container.pop("resume", None)
     return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container), sort_keys=True).encode()).hexdigest()
+
+
+def _selection_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The checkpoint callback that selects on a monitored metric (``last.ckpt``'s has no monitor); None
+    without one, and then the final epoch is validated and tested."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None)
+
+
+def _run_relative(path: str, run_dir: Path) -> str:
+    """``path`` relative to the run folder when it lies inside it (so a copied folder stays whole)."""
+    try:
+        return Path(path).resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def resume_checkpoint(resume: str | None) -> str | None:
@@ -57,18 +85,24 @@ def _best_epoch(path: str) -> int | None:
 def train(cfg: DictConfig) -> dict:
     """Run one training job and return the summary written to ``metrics.json``."""
     start = time.time()
+    check_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     prepared = build_data(cfg.data, cfg.paths.cache_dir)
     log.info("data %s: %s", prepared.key[:12], prepared.stats())
+    for line in prepared.report:  # what preprocessing removed and why (the same lines translearn-data prints)
+        log.info("preprocessing: %s", line)
     model = build_model(cfg, prepared)
     strategy = build_strategy(cfg, prepared, model)
     datamodule = build_datamodule(cfg, prepared, strategy)
     trainer = build_trainer(cfg)
-    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume_checkpoint(cfg.get("resume")))
+    resume = resume_checkpoint(cfg.get("resume"))
+    if resume:  # a damaged checkpoint or one of another data set is one clear error, not a traceback
+        check_state(resume, read_checkpoint(resume)["state_dict"], strategy)
+    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume)
 
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = _selection_checkpoint(trainer)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     ckpt = best if best else None
     val = trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
@@ -76,11 +110,12 @@ def train(cfg: DictConfig) -> dict:
     summary = {
         **{k: float(v) for k, v in sorted(val.items())},
         **{k: float(v) for k, v in sorted(test.items())},
-        "best_checkpoint": best,
+        "best_checkpoint": _run_relative(best, run_dir) if best else None,
         "best_epoch": _best_epoch(best) if best else trainer.current_epoch - 1,
         "epochs_run": trainer.current_epoch,
         "seed": int(cfg.seed),
         "data_seed": int(cfg.data.seed),
+        "repeats": strategy.repeats,
         "strategy": cfg.strategy._target_.rsplit(".", 1)[-1],
         "data": cfg.data.name,
         "target_domain": prepared.target,

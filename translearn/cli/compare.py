@@ -18,6 +18,8 @@ from pathlib import Path
 
 import yaml
 
+from translearn.cli.errors import report_user_errors
+
 DEFAULT_METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
 IGNORED = ("seed=", "hydra.", "paths.", "resume=")
 
@@ -65,6 +67,7 @@ def format_table(rows: list[dict], metrics: list[str], markdown: bool) -> str:
     return "\n".join([fmt.format(*header)] + [fmt.format(*b) for b in body])
 
 
+@report_user_errors("translearn-compare")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="translearn-compare", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,

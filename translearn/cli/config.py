@@ -1,4 +1,5 @@
-"""Where the Hydra configs live, the ``translearn_root`` resolver, and composing configs from Python.
+"""Where the Hydra configs live, the ``translearn_root`` and ``translearn_mode`` resolvers, and composing
+configs from Python.
 
 Configs are the top-level ``conf/`` folder of a checkout (or ``translearn/conf`` inside an installed
 wheel). A dotted override that names a nested config group, e.g. ``data.split=cold_start``, selects
@@ -11,6 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from translearn.metrics.direction import metric_mode
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 
@@ -30,6 +33,8 @@ def config_dir() -> Path:
 
 if not OmegaConf.has_resolver("translearn_root"):
     OmegaConf.register_new_resolver("translearn_root", lambda: str(project_root()))
+if not OmegaConf.has_resolver("translearn_mode"):  # "min" or "max" for a monitored metric name
+    OmegaConf.register_new_resolver("translearn_mode", metric_mode)
 
 
 def group_options(group: str) -> list[str]:

@@ -14,6 +14,7 @@ import sys
 import tempfile
 
 from translearn.cli.config import compose, group_options
+from translearn.cli.errors import report_user_errors
 
 
 def format_stats(stats: dict) -> str:
@@ -29,6 +30,7 @@ def format_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
+@report_user_errors("translearn-data")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="translearn-data", description=__doc__.split("\n\n")[0],

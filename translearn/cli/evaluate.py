@@ -19,6 +19,8 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.cli.config import config_dir, normalise_overrides
+from translearn.cli.errors import report_user_errors
+from translearn.errors import ConfigError
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -26,11 +28,11 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     for item in normalise_overrides(overrides):
         key, sep, value = item.partition("=")
         if not sep:
-            raise SystemExit(f"translearn-eval: override {item!r} is not key=value")
+            raise ConfigError(f"override {item!r} is not key=value")
         if "/" in key:
             path = config_dir() / key / f"{value}.yaml"
             if not path.is_file():
-                raise SystemExit(f"translearn-eval: no config {path}")
+                raise ConfigError(f"override {item!r}: no config file {path}", config_key=key)
             node = OmegaConf.load(path)
             node.pop("defaults", None)
             OmegaConf.update(cfg, key.replace("/", "."), node, merge=False)
@@ -42,27 +44,34 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
 def load_run_config(run: Path, overrides: list[str]) -> DictConfig:
     saved = run / ".hydra" / "config.yaml"
     if not saved.is_file():
-        raise SystemExit(f"translearn-eval: {run} is not a run folder (no .hydra/config.yaml)")
+        raise FileNotFoundError(f"{run} is not a run folder (no .hydra/config.yaml)")
     cfg = OmegaConf.load(saved)
     cfg.paths.output_dir = str(run)
     return apply_overrides(cfg, overrides)
 
 
 def pick_checkpoint(run: Path, choice: str) -> Path:
+    """The checkpoint to evaluate: a given path, ``last``, or ``best`` (``metrics.json``'s
+    ``best_checkpoint``, relative to ``run`` so a copied run folder evaluates its own file)."""
     if choice not in ("best", "last"):
         return Path(choice)
     if choice == "last":
         return run / "checkpoints" / "last.ckpt"
     metrics = run / "metrics.json"
     best = json.loads(metrics.read_text()).get("best_checkpoint") if metrics.is_file() else None
-    if best and Path(best).is_file():
-        return Path(best)
+    # Older runs recorded an absolute path: the file of that name in this folder comes first.
+    candidates = [run / best] if best and not Path(best).is_absolute() else \
+        [run / "checkpoints" / Path(best).name, Path(best)] if best else []
+    for path in candidates:
+        if path.is_file():
+            return path
     found = sorted((run / "checkpoints").glob("best-*.ckpt"))
     if not found:
-        raise SystemExit(f"translearn-eval: no best checkpoint in {run / 'checkpoints'}")
+        raise FileNotFoundError(f"no best checkpoint in {run / 'checkpoints'} (give --checkpoint last or a path)")
     return found[-1]
 
 
+@report_user_errors("translearn-eval")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="translearn-eval", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -74,19 +83,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
 
-    import torch
-
     from translearn.build import build_data, build_datamodule, build_model, build_strategy
+    from translearn.checkpoint_check import load_checked
     from translearn.report import format_metrics
 
     cfg = load_run_config(args.run, args.overrides)
     ckpt = pick_checkpoint(args.run, args.checkpoint)
     if not ckpt.is_file():
-        raise SystemExit(f"translearn-eval: checkpoint {ckpt} does not exist")
+        raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_data(cfg.data, cfg.paths.cache_dir)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
-    state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-    strategy.load_state_dict(state)
+    load_checked(ckpt, strategy)
     datamodule = build_datamodule(cfg, prepared, strategy)
     import pytorch_lightning as pl
 
@@ -100,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {k: float(v) for k, v in sorted(results.items())}
     print(format_metrics(results, title=f"{args.run} ({ckpt.name})"))
     if args.out:
-        args.out.write_text(json.dumps({"checkpoint": str(ckpt), **results}, indent=2) + "\n")
+        args.out.write_text(json.dumps({"checkpoint": str(ckpt), "repeats": strategy.repeats, **results},
+                                       indent=2) + "\n")
     return 0
 
 

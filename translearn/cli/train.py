@@ -4,30 +4,102 @@
   translearn-train data=arts_office strategy=target_only seed=1
   translearn-train -m strategy=target_only,joint seed=0,1,2
   translearn-train --help                            # config groups and options
+
+A user error (bad data, config value, missing file, corrupt checkpoint) prints one line
+``translearn-train: error: <message>``, writes ``error.json`` into the run folder (no metrics.json)
+and exits with status 2; in a sweep the other jobs run on and the sweep exits 2 at the end, listing
+the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from translearn.cli.config import config_dir, normalise_overrides
+from translearn.errors import (
+    FORCED_FULL_ERROR_ENV,
+    USER_ERROR_EXIT,
+    debug_requested,
+    error_record,
+    is_user_error,
+    one_line,
+)
+
+PROG = "translearn-train"
+_jobs: list[str] = []  # run folders of the jobs this process ran
+_failed: list[tuple[str, str]] = []  # (run folder, one-line message) of the jobs that ended in a user error
 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    from translearn.train import train
+    from translearn.checks import check_config
 
-    summary = train(cfg)
+    folder = HydraConfig.get().runtime.output_dir
+    _jobs.append(folder)
+    try:
+        check_config(cfg)  # before the slow import of the training stack: a config typo fails in a second or two
+        from translearn.train import train
+
+        summary = train(cfg)
+    except Exception as err:
+        if not is_user_error(err):
+            raise
+        _record_failure(Path(folder), err)
+        if debug_requested():
+            raise
+        return None
     value = summary.get(cfg.get("optimized_metric") or "")
     return float(value) if value is not None else None
 
 
+def _record_failure(folder: Path, err: BaseException) -> None:
+    """Write ``error.json`` into the job's folder (when it can be a folder) and remember the failure."""
+    from translearn.cache import atomic_write_json
+
+    message = one_line(err)
+    _failed.append((str(folder), message))
+    if not folder.exists() or folder.is_dir():
+        atomic_write_json(folder / "error.json", error_record(err))
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        print(f"{PROG}: error: job {folder}: {message}", file=sys.stderr)
+
+
+def _is_user_error(err: BaseException) -> bool:
+    # Before the task function, every Hydra error is about the command line or the config tree, and an OS
+    # error is the run folder Hydra could not create.
+    return is_user_error(err) or isinstance(err, HydraException | NotADirectoryError | FileExistsError)
+
+
 def main() -> None:
     sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
-    _hydra_main()
+    debug = debug_requested()
+    if not debug:  # let Hydra pass errors through to us instead of printing its own traceback and exiting 1
+        os.environ["HYDRA_FULL_ERROR"] = os.environ[FORCED_FULL_ERROR_ENV] = "1"
+    try:
+        _hydra_main()
+    except Exception as err:
+        if debug or not _is_user_error(err):
+            raise
+        message = one_line(err)
+        if isinstance(err, NotADirectoryError | FileExistsError):
+            message = f"the run folder (hydra.run.dir / hydra.sweep.dir) cannot be made: {message}"
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+    if _failed:
+        if len(_jobs) == 1 and len(_failed) == 1:
+            print(f"{PROG}: error: {_failed[0][1]}", file=sys.stderr)
+        else:
+            print(f"{PROG}: error: {len(_failed)} of {len(_jobs)} jobs failed (see error.json in each): "
+                  f"{', '.join(folder for folder, _ in _failed)}", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ from translearn.data.preprocess import (
 )
 from translearn.data.protocols import FullRanking, SampledNegatives
 from translearn.data.schema import MISSING, CrossDomainData, Domain, Interactions
-from translearn.data.splits import ColdStartUsers, LeaveOneOut, RatioSplit, SplitError, TemporalSplit
+from translearn.data.splits import ColdStartUsers, LeaveOneOut, RatioSplit, SplitError, TemporalSplit, row_order
 
 __all__ = [
     "MISSING", "ColdStartUsers", "CrossDomainData", "DataError", "Deduplicate", "Domain", "DropInvalid",
     "FullRanking", "ImplicitFeedback", "Interactions", "KCore", "LeaveOneOut", "NormaliseRatings",
     "PreparedData", "RatioSplit", "RawDomain", "SampledNegatives", "SparsifyDomain", "SplitError",
-    "StepReport", "TemporalSplit", "build_cross_domain", "prepare",
+    "StepReport", "TemporalSplit", "build_cross_domain", "prepare", "row_order",
 ]

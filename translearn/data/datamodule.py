@@ -52,10 +52,21 @@ class CSR:
         return rows, self.items[np.repeat(starts, lengths) + offsets]
 
 
-class TrainBatches(Dataset):
-    """Indexable by anchor-domain training row; ``__getitems__`` builds a whole step's batch at once."""
+def epoch_seed(seed: int, rank: int, epoch: int, stream: int) -> int:
+    """A 63-bit seed derived from (seed, rank, epoch) alone, one per random ``stream``."""
+    return int(np.random.SeedSequence([seed, rank, epoch, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
-    def __init__(self, prepared: PreparedData, domains: Sequence[str], num_negatives: int, seed: int) -> None:
+
+class TrainBatches(Dataset):
+    """Indexable by anchor-domain training row; ``__getitems__`` builds a whole step's batch at once.
+
+    Negatives and the rows of non-anchor domains come from ``self.rng``: seeded with ``seed`` at
+    construction, and reseeded from (seed, rank, epoch) by ``set_epoch`` so that an epoch's draws do not
+    depend on the epochs before it (a resumed run repeats them exactly).
+    """
+
+    def __init__(self, prepared: PreparedData, domains: Sequence[str], num_negatives: int, seed: int,
+                 rank: int = 0) -> None:
         if not domains:
             raise ValueError("TrainBatches needs at least one domain")
         self.domains = list(domains)
@@ -65,11 +76,19 @@ class TrainBatches(Dataset):
             if len(rows) == 0:
                 raise ValueError(f"domain {d!r} has no training interactions")
         self.samplers = {d: NegativeSampler(r.users, r.items, prepared.num_items(d)) for d, r in self.rows.items()}
-        self.rng = np.random.default_rng(seed)
+        self.seed, self.rank = seed, rank
         self.anchor = max(self.domains, key=lambda d: len(self.rows[d]))  # ties: the first listed
         self.others = [d for d in self.domains if d != self.anchor]
+        self._reset(np.random.default_rng(seed))
+
+    def _reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
         self._cursor = {d: 0 for d in self.others}
         self._perm = {d: self.rng.permutation(len(self.rows[d])) for d in self.others}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Restart every random draw from (seed, rank, epoch)."""
+        self._reset(np.random.default_rng(epoch_seed(self.seed, self.rank, epoch, 0)))
 
     def __len__(self) -> int:
         return len(self.rows[self.anchor])
@@ -165,7 +184,9 @@ class EvalRows(Dataset):
             out["ratings"] = torch.from_numpy(ratings)
         ex_rows, ex_cols = self.history.gather(users)
         out["exclude_rows"], out["exclude_cols"] = torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)
-        # Candidates = items minus the distinct known items that are not themselves held out (repeats).
+        # Candidates = items minus the distinct known items that are not themselves held out: a held-out
+        # item that is also known (a repeat) stays a candidate, ranked by its score (evaluation.repeats=keep)
+        # or last (mask; see TransferStrategy.rank_into).
         keys = users[rows] * self.num_items + items
         pos = np.minimum(np.searchsorted(self.history_keys, keys), max(len(self.history_keys) - 1, 0))
         repeat = np.bincount(rows[self.history_keys[pos] == keys], minlength=len(users)) if len(keys) else 0
@@ -192,6 +213,22 @@ class ShardSampler(DistributedSampler):
         return self.num_samples
 
 
+class EpochSampler(DistributedSampler):
+    """Training-row order for one epoch, a function of (seed, epoch) only; ``set_epoch`` (which Lightning
+    calls at each epoch start, also after a resume) reseeds the dataset's draws and the global torch RNG
+    (dropout and other in-model randomness) from (seed, rank, epoch). Under DDP each rank reads its shard
+    of the same permutation, as with Lightning's own sampler."""
+
+    def __init__(self, data: TrainBatches, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(data, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        data.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.dataset.set_epoch(epoch)
+        torch.manual_seed(epoch_seed(self.seed, self.rank, epoch, 1))
+
+
 class CrossDomainDataModule(pl.LightningDataModule):
     """Training batches over ``train_domains`` (the largest is the anchor) and target evaluation rows."""
 
@@ -214,9 +251,11 @@ class CrossDomainDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self.history is not None:
             return self._sequence_train()
-        rank = self.trainer.global_rank if self.trainer is not None else 0
-        data = TrainBatches(self.prepared, self.train_domains, self.num_negatives, self.seed + 1000 * rank)
-        return DataLoader(data, batch_size=self.batch_size, shuffle=True, collate_fn=_identity)
+        trainer = self.trainer
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        data = TrainBatches(self.prepared, self.train_domains, self.num_negatives, self.seed, rank=rank)
+        sampler = EpochSampler(data, num_replicas=world, rank=rank, seed=self.seed)
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, collate_fn=_identity)
 
     def _sequence_train(self) -> DataLoader:
         trainer = self.trainer

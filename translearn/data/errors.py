@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from translearn.errors import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad input data. The message names the file (and line or column when known) and what was expected."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None,
@@ -18,5 +20,5 @@ class DataError(ValueError):
             if column is not None:
                 where += f", column {column!r}"
             where += ": "
-        super().__init__(where + message)
+        super().__init__(where + message, file=path)
         self.path, self.line, self.column = path, line, column

@@ -14,17 +14,19 @@ from typing import Any
 
 import numpy as np
 
-from translearn.cache import atomic_write_dir, content_key
+from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.prepared import PreparedData
-from translearn.data.preprocess import StepReport, run_steps
+from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
 from translearn.data.protocols import FullRanking, SampledNegatives
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
 from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
+from translearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 3  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start rounding
+FORMAT_VERSION = 4  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
+# rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index)
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
@@ -38,10 +40,12 @@ def _check_roles(data: CrossDomainData, target: str, sources: Sequence[str]) -> 
     known = data.domain_names
     for name in [target, *sources]:
         if name not in known:
-            raise ValueError(f"unknown domain {name!r} (data.target_domain / data.source_domains); "
-                             f"this data set has: {', '.join(known)}")
+            raise ConfigError(f"unknown domain {name!r} (data.target_domain / data.source_domains); "
+                              f"this data set has: {', '.join(known)}",
+                              config_key="data.target_domain" if name == target else "data.source_domains")
     if target in sources:
-        raise ValueError(f"domain {target!r} is both the target and a source (data.source_domains)")
+        raise ConfigError(f"domain {target!r} is both the target and a source (data.source_domains)",
+                          config_key="data.source_domains")
 
 
 def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
@@ -57,12 +61,14 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
                        "sources": list(sources), "preprocess": steps, "split": split,
                        "protocol": protocol, "seed": seed})
     entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
-    if entry is not None and (entry / "manifest.json").is_file():
-        log.info("prepared data read from cache %s", entry)
-        return PreparedData.load(entry)
+    if entry is not None:
+        cached = read_entry(entry, PreparedData.load, "prepared data")
+        if cached is not None:
+            log.info("prepared data read from cache %s", entry)
+            return cached
     prepared = _build(source, target, sources, steps, split, protocol, seed, key)
     if entry is not None:
-        atomic_write_dir(entry, prepared.save)
+        write_entry(entry, prepared.save)
         log.info("prepared data cached in %s", entry)
     return prepared
 
@@ -82,6 +88,9 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     post = [s for s in steps if getattr(s, "after_split", False)]
     data, reports = run_steps(data, pre)
     reports.insert(0, loaded)
+    positives = _ratings_note(data, pre)
+    if positives.notes:
+        reports.append(positives)
     if target not in data.domains or len(data.domains[target].interactions) == 0:
         raise SplitError(f"preprocessing left no interactions in the target domain {target!r}")
 
@@ -117,6 +126,27 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
         negatives = _eval_negatives(data, target, roles, protocol.num_negatives, seed)
     lines = tuple(line for r in reports for line in r.lines())
     return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__)
+
+
+def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:
+    """A note per domain whose rated rows all count as ranking positives (no ImplicitFeedback step on it)."""
+    report = StepReport("positives")
+    thresholded = set()
+    for step in steps:
+        if isinstance(step, ImplicitFeedback):
+            thresholded.update(data.domain_names if step.domains is None else step.domains)
+    for name in data.domain_names:
+        ratings = data.domains[name].interactions.ratings
+        if ratings is None or name in thresholded:
+            continue
+        rated = ratings[~np.isnan(ratings)]
+        if len(rated) == 0:
+            continue
+        report.notes.append(
+            f"{name}: {len(rated):,} rated rows all count as positives for ranking (ratings "
+            f"{float(rated.min()):g}-{float(rated.max()):g}); add data.preprocess.implicit (ImplicitFeedback "
+            "threshold) to keep only high ratings")
+    return report
 
 
 def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,8 +82,8 @@ class PreparedData:
                 "split": self.split_name, "stats": self.stats(), "report": list(self.report)}
 
     # ---- on-disk format -------------------------------------------------------------------------
-    def save(self, folder: Path) -> None:
-        """Write ``arrays.npz`` and ``manifest.json`` into ``folder`` (an empty temp dir of the cache)."""
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the prepared data by its name in ``arrays.npz`` (what ``save`` writes)."""
         arrays: dict[str, np.ndarray] = {"user_ids": self.data.user_ids, "roles": self.roles}
         for name, dom in self.data.domains.items():
             inter = dom.interactions
@@ -97,7 +98,21 @@ class PreparedData:
                     arrays[f"{name}/{key}/utf8"], arrays[f"{name}/{key}/offsets"] = _pack_strings(value)
         for role, neg in self.eval_negatives.items():
             arrays[f"negatives/{role}"] = neg
-        np.savez(folder / "arrays.npz", **arrays)
+        return arrays
+
+    def digest(self) -> str:
+        """sha256 over every array's name, dtype, shape and bytes, and the report: equal digests, equal data."""
+        h = hashlib.sha256()
+        for name, arr in sorted(self.arrays().items()):
+            arr = np.ascontiguousarray(arr)
+            h.update(f"{name}|{arr.dtype.str}|{arr.shape}|".encode())
+            h.update(arr.tobytes())
+        h.update("\n".join(self.report).encode())
+        return h.hexdigest()
+
+    def save(self, folder: Path) -> None:
+        """Write ``arrays.npz`` and ``manifest.json`` into ``folder`` (an empty temp dir of the cache)."""
+        np.savez(folder / "arrays.npz", **self.arrays())
         meta = self.manifest() | {"domains": list(self.data.domains)}
         (folder / "manifest.json").write_text(json.dumps(meta, indent=2) + "\n")
 

@@ -120,7 +120,9 @@ class DropInvalid:
 
 @dataclass(frozen=True)
 class ImplicitFeedback:
-    """Turn ratings into implicit positives: keep rows with rating >= threshold, then drop the ratings."""
+    """Turn ratings into implicit positives: keep rows with rating >= threshold, then drop the ratings
+    (unless ``keep_ratings``). Without this step every rated row is a ranking positive, 1 star included;
+    ``prepare`` notes that in its report."""
 
     threshold: float = 4.0
     keep_ratings: bool = False

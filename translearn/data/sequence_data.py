@@ -133,6 +133,8 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         rng = np.random.default_rng([self.seed, self.epoch])
         self.data.rng = np.random.default_rng([self.seed, self.epoch, self.rank, 1])
+        # dropout and other in-model randomness: a function of (seed, rank, epoch), so a resumed run repeats it
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, self.rank, self.epoch, 1]).generate_state(1)[0]))
         anchor = bucket_batches(self.data.streams[self.anchor].lengths, self.batch_size, rng)
         others = {s: np.concatenate([rng.permutation(len(self.data.streams[s]))]) for s in self.share}
         cursor = dict.fromkeys(self.share, 0)

@@ -3,6 +3,12 @@
 A split is called as ``split(data, target, sources, seed)`` and returns one role per target
 interaction (``TRAIN``, ``VALID``, ``TEST``); every source domain stays entirely in training.
 Randomness comes from the ``seed`` argument only, so a split is reproducible and can be cached.
+
+Order and ties: splits that look at time order rows by the domain's order key; rows whose keys tie are
+ordered by the split's ``ties`` rule, ``file_order`` (default: the row order of the data as loaded, the
+later row counts as later, as RecBole's stable sort by time does) or ``item`` (the higher item index counts
+as later). ``row_order`` is the one definition of that order; a split and anything that cuts histories
+"before the target" must use it.
 """
 
 from __future__ import annotations
@@ -13,30 +19,53 @@ from dataclasses import dataclass
 import numpy as np
 
 from translearn.data.schema import CrossDomainData, Interactions
+from translearn.errors import UserError
 
 TRAIN, VALID, TEST = 0, 1, 2
 ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
 
 
-class SplitError(ValueError):
+TIES = ("file_order", "item")
+
+
+class SplitError(UserError, ValueError):
     """A split that cannot be made on this data (for example it would leave users without training data)."""
 
 
-def user_positions(inter: Interactions, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rows grouped by user and ordered within each user.
+def check_ties(ties: str) -> None:
+    """Raise a one-line SplitError unless ``ties`` is a known tie rule."""
+    if ties not in TIES:
+        raise SplitError(f"data.split.ties must be one of {', '.join(TIES)}, got {ties!r}")
 
-    Returns (perm, pos, size): ``perm`` lists row indices sorted by (user, order key, item), ``pos[r]``
-    is row perm[r]'s 0-based position within its user and ``size[r]`` that user's row count. Without an
-    order key, the within-user order is a seeded random permutation.
+
+def row_order(inter: Interactions, ties: str = "file_order", seed: int = 0, by_user: bool = True) -> np.ndarray:
+    """Row indices from earliest to latest: by (user, order key, tie rule), or by (order key, tie rule)
+    over all users when ``by_user`` is False. Returns an int64 permutation of ``range(len(inter))``.
+
+    ``ties="file_order"`` keeps tied rows in their row order (a stable sort); ``ties="item"`` puts the
+    higher item index later. Without an order key the order is a permutation drawn with ``seed``.
     """
+    check_ties(ties)
     n = len(inter)
     if inter.order is not None:
-        tie = inter.items
         primary = inter.order
+        tie = inter.items if ties == "item" else np.arange(n)
     else:
-        tie = np.zeros(n, dtype=np.int64)
         primary = np.random.default_rng(seed).permutation(n)
-    perm = np.lexsort((tie, primary, inter.users))
+        tie = np.zeros(n, dtype=np.int64)
+    keys = (tie, primary, inter.users) if by_user else (tie, primary)
+    return np.lexsort(keys).astype(np.int64)  # lexsort is stable: equal keys keep row order
+
+
+def user_positions(inter: Interactions, seed: int, ties: str = "file_order") -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
+    """Rows grouped by user and ordered within each user (``row_order``).
+
+    Returns (perm, pos, size): ``perm`` lists row indices in ``row_order``, ``pos[r]`` is row perm[r]'s
+    0-based position within its user and ``size[r]`` that user's row count.
+    """
+    n = len(inter)
+    perm = row_order(inter, ties, seed)
     users = inter.users[perm]
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
     sizes = np.diff(np.r_[starts, n])
@@ -49,12 +78,17 @@ class LeaveOneOut:
     """Per user, the last interaction by order key is test and the second last valid.
 
     Users with 2 interactions get train + test; users with 1 keep it in training (as RecBole does).
-    Ties in the order key are broken by item index; data without an order key is ordered at random.
+    Ties in the order key follow ``ties`` (see ``row_order``); data without an order key is ordered at random.
     """
+
+    ties: str = "file_order"
+
+    def __post_init__(self) -> None:
+        check_ties(self.ties)
 
     def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
         inter = data.domain(target).interactions
-        perm, pos, size = user_positions(inter, seed)
+        perm, pos, size = user_positions(inter, seed, self.ties)
         roles = np.full(len(inter), TRAIN, dtype=np.int8)
         from_end = size - pos  # 1 = last
         role_sorted = np.where((from_end == 1) & (size >= 2), TEST,
@@ -68,10 +102,15 @@ class RatioSplit:
     """Per user, split interactions by ``ratios`` (train, valid, test), at random or by time.
 
     Each user keeps at least one training interaction; counts are rounded down for valid and test.
+    By time, ties in the order key follow ``ties`` (see ``row_order``).
     """
 
     ratios: Sequence[float] = (0.8, 0.1, 0.1)
     temporal: bool = False
+    ties: str = "file_order"
+
+    def __post_init__(self) -> None:
+        check_ties(self.ties)
 
     def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
         r = np.asarray(self.ratios, dtype=float)
@@ -82,7 +121,7 @@ class RatioSplit:
         if self.temporal and inter.order is None:
             raise SplitError(f"temporal ratio split needs an order key, but domain {target!r} has none")
         shuffled = inter if self.temporal else Interactions(inter.users, inter.items, None, None)
-        perm, pos, size = user_positions(shuffled, seed)
+        perm, pos, size = user_positions(shuffled, seed, self.ties)
         n_test = np.floor(size * r[2] + 1e-9).astype(int)  # + 1e-9: 90 * 0.7 is 62.999... in floating point
         n_valid = np.floor(size * r[1] + 1e-9).astype(int)
         n_eval = np.minimum(n_test + n_valid, size - 1)
@@ -100,11 +139,16 @@ class TemporalSplit:
     """One global time cut for everybody: the latest ``test_fraction`` of target interactions are test,
     the ``valid_fraction`` before them valid. Users whose target interactions all fall after the train
     cut have no training data there: ``users_without_train`` says whether that is an ``error`` (default),
-    whether to ``drop`` their valid/test rows, or to ``keep`` them as cold-start users."""
+    whether to ``drop`` their valid/test rows, or to ``keep`` them as cold-start users. Rows with tied
+    order keys are ordered by ``ties`` (see ``row_order``)."""
 
     valid_fraction: float = 0.1
     test_fraction: float = 0.1
     users_without_train: str = "error"
+    ties: str = "file_order"
+
+    def __post_init__(self) -> None:
+        check_ties(self.ties)
 
     def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
         inter = data.domain(target).interactions
@@ -114,7 +158,7 @@ class TemporalSplit:
             raise SplitError("data.split.users_without_train must be error, drop or keep, "
                              f"got {self.users_without_train!r}")
         n = len(inter)
-        rank = np.argsort(np.lexsort((inter.items, inter.order)), kind="stable")
+        rank = np.argsort(row_order(inter, self.ties, seed, by_user=False), kind="stable")
         # counts in whole rows (1 - 0.1 - 0.2 is 0.7000000000000001 in floating point, so no fraction cuts)
         n_test = int(np.floor(n * self.test_fraction + 1e-9))
         n_held = int(np.floor(n * (self.test_fraction + self.valid_fraction) + 1e-9))
@@ -140,10 +184,15 @@ class TemporalSplit:
 class ColdStartUsers:
     """Hold out a fraction of the users shared by the target and a source domain: all their target
     interactions become valid (``valid_share`` of those users) or test targets; their source data stays
-    in training. Every other target interaction is training data."""
+    in training. Every other target interaction is training data. The split itself ignores time order;
+    ``ties`` is the rule histories are ordered by (see ``row_order``)."""
 
     holdout_fraction: float = 0.2
     valid_share: float = 0.5
+    ties: str = "file_order"
+
+    def __post_init__(self) -> None:
+        check_ties(self.ties)
 
     def __call__(self, data: CrossDomainData, target: str, sources: Sequence[str], seed: int) -> np.ndarray:
         if not 0.0 < self.holdout_fraction < 1.0:

@@ -1,5 +1,6 @@
 """Evaluation metrics: top-k ranking metrics over `rank_targets` output, and rating errors."""
 
+from translearn.metrics.direction import metric_mode
 from translearn.metrics.ranking import (
     AUC,
     MRR,
@@ -25,5 +26,6 @@ __all__ = [
     "Recall",
     "rank_targets",
     "ranking_metrics",
+    "metric_mode",
     "rating_metrics",
 ]

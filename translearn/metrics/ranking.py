@@ -38,7 +38,7 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     Args:
         scores: float [B, I], a score per candidate item. Excluded items (e.g. the user's training
             history) must already be ``-inf``; they are not candidates and never count as negatives.
-            Target scores must be finite.
+            Scores of a diverged model may be NaN or infinite: see "Non-finite scores" below.
         targets: long [B, T], column indices into ``scores``; ``-1`` is padding. Each row has >= 1 target.
         chunk_elems: upper bound on the elements of one [rows, T-chunk, I] comparison; default 64M
             (8M on CPU). Rows are chunked too when a single target column exceeds it.
@@ -53,6 +53,13 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     ``1 + #(negatives with score >= s_t) + #(other targets with score > s_t)
     + #(other targets j with score == s_t and j < t)``, where j is the position in the row of ``targets``.
     Negatives tied with a target are placed above it; tied targets get distinct consecutive ranks.
+
+    Non-finite scores (pessimistic, so that a diverged model cannot look good): a target whose score is
+    NaN or +-inf ranks below every negative and every finite-scored target (rank
+    ``1 + n_negatives + #(finite-scored targets) + #(earlier non-finite targets)``); a NaN negative counts
+    as scored above every target. Both cost no extra pass: candidates are counted as "not below" the
+    target (``I - #(score < s_t)``), which a NaN never is, and non-finite target columns are overwritten
+    on the small [B, T] counts afterwards.
     """
     if scores.dim() != 2 or targets.dim() != 2 or scores.shape[0] != targets.shape[0]:
         raise ValueError(
@@ -64,18 +71,22 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
     targets = targets.to(device=device, dtype=torch.long)
     valid = targets >= 0  # [B, T]
     target_scores = scores.gather(1, targets.clamp(min=0))  # [B, T]
+    broken = valid & ~torch.isfinite(target_scores)  # [B, T]: non-finite targets rank last
 
-    # Counts over all candidates include the targets themselves; subtract each distinct target column once.
+    # Counts over all candidates include the targets themselves; subtract each distinct target column once,
+    # compared exactly as the big pass compares (a NaN target column is "not below" any target).
     position = torch.arange(n_tgt, device=device)
     earlier = position.unsqueeze(0) < position.unsqueeze(1)  # [T(t), T(j)]: j < t
     repeated = ((targets.unsqueeze(2) == targets.unsqueeze(1)) & earlier).any(2)  # [B, T]
     distinct = valid & ~repeated  # [B, T]: first occurrence of each real target column
     s_j = target_scores.unsqueeze(1)  # [B, 1, T]
     s_t = target_scores.unsqueeze(2)  # [B, T, 1]
-    above, tied = s_j > s_t, s_j == s_t  # [B, T(t), T(j)], small
-    tgt_gt = (above & distinct.unsqueeze(1)).sum(2)
-    tgt_ge = ((above | tied) & distinct.unsqueeze(1)).sum(2)
-    tgt_before = ((above | (tied & earlier.unsqueeze(0))) & valid.unsqueeze(1)).sum(2)
+    tgt_gt = (~(s_j <= s_t) & distinct.unsqueeze(1)).sum(2)  # [B, T(t), T(j)] comparisons, small
+    tgt_ge = (~(s_j < s_t) & distinct.unsqueeze(1)).sum(2)
+    # Order among the targets themselves: a non-finite target is worse than every finite one.
+    worst = target_scores.masked_fill(broken, float("-inf"))
+    w_j, w_t = worst.unsqueeze(1), worst.unsqueeze(2)
+    tgt_before = (((w_j > w_t) | ((w_j == w_t) & earlier.unsqueeze(0))) & valid.unsqueeze(1)).sum(2)
 
     # The big passes: one comparison of every candidate per target column, in row chunks, written into a
     # float buffer laid out like ``scores`` (row- or item-major) so reading and reducing stay sequential.
@@ -101,17 +112,22 @@ def rank_targets(scores: Tensor, targets: Tensor, chunk_elems: int | None = None
         chunk = scores[r0 : r0 + row_step]
         b = chunk.shape[0]
         cmp = flat[: b * n_items].view(n_items, b).T if item_major else flat[: b * n_items].view(b, n_items)
-        if not known_candidates:
-            n_candidates[r0 : r0 + b] = torch.gt(chunk, float("-inf"), out=cmp).sum(1).to(torch.int32)
+        if not known_candidates:  # NaN scores are candidates too (NaN != -inf)
+            n_candidates[r0 : r0 + b] = torch.ne(chunk, float("-inf"), out=cmp).sum(1).to(torch.int32)
         for t in range(n_tgt):
             col = target_scores[r0 : r0 + b, t : t + 1]  # [b, 1]
-            all_ge[r0 : r0 + b, t] = torch.ge(chunk, col, out=cmp).sum(1)
+            # "not below" = I - #below: excluded -inf items are below any finite target, NaN is never below.
+            all_ge[r0 : r0 + b, t] = torch.lt(chunk, col, out=cmp).sum(1)
             if count_ties:
-                all_gt[r0 : r0 + b, t] = torch.gt(chunk, col, out=cmp).sum(1)
+                all_gt[r0 : r0 + b, t] = torch.le(chunk, col, out=cmp).sum(1)
 
     n_negatives = n_candidates.long() - distinct.sum(1)
-    neg_ge = all_ge.to(torch.int64) - tgt_ge
-    neg_above = all_gt.to(torch.int64) - tgt_gt if count_ties else neg_ge
+    neg_ge = n_items - all_ge.to(torch.int64) - tgt_ge
+    neg_above = n_items - all_gt.to(torch.int64) - tgt_gt if count_ties else neg_ge
+    # A non-finite target: every negative is above it (its comparisons above are meaningless).
+    every = n_negatives.unsqueeze(1).expand_as(neg_ge)
+    neg_ge = torch.where(broken, every, neg_ge)
+    neg_above = torch.where(broken, every, neg_above)
     zero = torch.zeros((), device=device)
     ranks = torch.where(valid, (1 + neg_ge + tgt_before).float(), torch.full((), math.inf, device=device))
     return RankedTargets(

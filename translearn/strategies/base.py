@@ -16,12 +16,14 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.models.recommender import Query, Recommender
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 STAGES = ("val", "test")
+REPEATS = ("mask", "keep")  # what full ranking does with a held-out item that is also a known item
 
 
 class TransferStrategy(pl.LightningModule):
@@ -34,6 +36,10 @@ class TransferStrategy(pl.LightningModule):
     scheduler:      optional partial of a LR scheduler, called with the optimiser
     loss:           BPRLoss / BCELoss / SampledSoftmaxLoss (pos [B], neg [B, N]) or MSELoss (pred, rating)
     ks, metrics:    cut-offs and metric names for evaluation (see ``translearn.metrics``)
+    repeats:        full ranking, a held-out item the user also has among the known (masked) items:
+                    ``mask`` (default) masks it with the rest of the known items, so it ranks last among
+                    the candidates (after every unmasked item: a miss at any k below the candidate count,
+                    0 for AUC); ``keep`` unmasks it, so it is the only known item among the candidates
     """
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
@@ -44,7 +50,10 @@ class TransferStrategy(pl.LightningModule):
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
-                 metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision")) -> None:
+                 metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"),
+                 repeats: str = "mask") -> None:
+        if repeats not in REPEATS:
+            raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         if self.refuses_sequences and getattr(model, "needs_history", 0):
             raise ValueError(f"strategy {type(self).__name__} does not work with sequence models: "
                              f"{self.refuses_sequences}")
@@ -59,6 +68,7 @@ class TransferStrategy(pl.LightningModule):
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
         self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
+        self.repeats = repeats
         self._scratch: dict[str, Tensor] = {}
         self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
@@ -109,9 +119,9 @@ class TransferStrategy(pl.LightningModule):
                 if prepared.train(domain).ratings is None:
                     raise self._no_ratings(domain)
 
-    def _no_ratings(self, domain: str) -> ValueError:
-        return ValueError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
-                          "has none; use loss=bpr (or bce, softmax) for implicit data")
+    def _no_ratings(self, domain: str) -> ConfigError:
+        return ConfigError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
+                           "has none; use loss=bpr (or bce, softmax) for implicit data", config_key="loss")
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
@@ -160,11 +170,31 @@ class TransferStrategy(pl.LightningModule):
         for name, value in terms.items():
             self._train_sums[name] = self._train_sums.get(name, 0.0) + value.detach() * size
         self._train_rows += size
-        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         every = self._trainer.log_every_n_steps if self._trainer is not None else 0
+        self._check_finite(terms, batch_idx, every)
+        # Lightning writes step logs when (step + 1) is a multiple of log_every_n_steps: log only then.
         if every and (self.global_step + 1) % every == 0:
             self.log("train/loss_step", terms["loss"].detach(), on_step=True, on_epoch=False, batch_size=size)
         return terms["loss"]
+
+    def _check_finite(self, terms: dict[str, Tensor], batch_idx: int, every: int) -> None:
+        """Raise ``DivergedError`` on a non-finite loss. On CPU every step, before the optimiser step;
+        on an accelerator, where the check waits for the device, from the epoch's running sums every
+        ``log_every_n_steps`` steps and at the epoch's last step. Either way the run stops inside the
+        diverged epoch, so that epoch is never validated or checkpointed."""
+        if self.device.type == "cpu":
+            values, where = terms, f"step {batch_idx}"
+        else:
+            n_batches = self._trainer.num_training_batches if self._trainer is not None else 0
+            if not (batch_idx + 1 == n_batches or (every and (batch_idx + 1) % every == 0)):
+                return
+            values, where = self._train_sums, f"by step {batch_idx}"
+        if bool(torch.isfinite(values["loss"])):
+            return
+        bad = [n for n, v in values.items() if n != "loss" and not torch.isfinite(v).all()] or ["loss"]
+        shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
+        raise DivergedError(f"training diverged at epoch {self.current_epoch}, {where}: non-finite {shown}; "
+                            "lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_rows = {}, 0
@@ -216,10 +246,15 @@ class TransferStrategy(pl.LightningModule):
             target_items = batch["candidates"][:, :1]
         else:
             target_items = targets
-            # Known items are masked, except a held-out item the user also has in training (a repeat).
+            # Known items are masked. A held-out item that is also known (a repeat) gets its score back
+            # (repeats="keep") or the lowest finite score (repeats="mask"): it stays counted as a
+            # candidate (``n_candidates`` includes it) and ranks after every unmasked item.
             safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target
             kept = scores.gather(1, safe)
             scores[batch["exclude_rows"], batch["exclude_cols"]] = float("-inf")
+            if self.repeats == "mask":
+                masked = scores.gather(1, safe)
+                kept = torch.where(masked == float("-inf"), torch.finfo(scores.dtype).min, masked)
             scores.scatter_(1, safe, kept)
         ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
                               workspace=self._eval_buffer("ranking", (scores.numel(),), scores.device),

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -47,6 +48,7 @@ class Distillation(TransferStrategy):
                  kd_users: int = 1024, **kwargs: Any) -> None:
         if source_model is None:
             raise ValueError("distillation needs a teacher (source_model: the stage model or strategy.source_ckpt)")
+        check_finite(alpha=alpha, temperature=temperature)
         counts = {"extra_candidates": extra_candidates, "top_candidates": top_candidates, "kd_users": kd_users}
         if alpha < 0 or temperature <= 0 or min(counts.values()) < 0 or teacher_top_k < top_candidates:
             raise ValueError(f"strategy.alpha must be >= 0, strategy.temperature > 0, {', '.join(counts)} >= 0 and "

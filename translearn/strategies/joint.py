@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.errors import ConfigError, check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -26,6 +27,7 @@ class Joint(TransferStrategy):
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  lam: float = 1.0, weighting: str = "fixed", **kwargs: Any) -> None:
+        check_finite(lam=lam)
         if lam < 0:
             raise ValueError(f"strategy.lam must be >= 0 (it weights the target loss), got {lam}")
         if weighting not in ("fixed", "uncertainty"):
@@ -44,9 +46,9 @@ class Joint(TransferStrategy):
             return
         for source in self.source_domains:
             if len(prepared.overlap(source)) == 0:
-                raise ValueError(f"joint training shares user vectors across domains, but the source {source!r} "
-                                 f"and the target {self.target_domain!r} have no users in common; use a strategy "
-                                 "that bridges by content, or target_only")
+                raise ConfigError(f"joint training shares user vectors across domains, but the source {source!r} "
+                                  f"and the target {self.target_domain!r} have no users in common; use a strategy "
+                                  "that bridges by content, or target_only", config_key="strategy")
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         per_source = {d: self.domain_loss(d, batch[d]) for d in self.source_domains}

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.models.reuse import MappedUserEncoder
 from translearn.strategies.base import TransferStrategy
@@ -40,6 +41,7 @@ class Mapping(TransferStrategy):
                  beta: float = 1.0, map_batch_size: int = 1024, **kwargs: Any) -> None:
         if source_model is None:
             raise ValueError("mapping needs a source_model (the source stage, or strategy.source_ckpt)")
+        check_finite(beta=beta)
         if beta < 0 or map_batch_size < 1:
             raise ValueError(f"strategy.beta must be >= 0 and strategy.map_batch_size >= 1, got {beta}, "
                              f"{map_batch_size}")

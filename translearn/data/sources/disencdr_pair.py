@@ -1,4 +1,5 @@
-"""A DisenCDR domain pair (Cao et al. 2022), e.g. Amazon Clothing <-> Sports: domains ``domain_a/b``.
+"""A DisenCDR domain pair (Cao et al. 2022), e.g. Amazon Clothing <-> Sports: domains ``domain_a/b``
+(config ``data=disencdr_pair``; ``data=cloth_sport`` is its Clothing <-> Sports preset).
 
 ``root`` holds one folder per domain (``folder_a`` / ``folder_b``), each with ``train.txt``
 (``user <TAB> item <TAB> 1``), ``test.txt`` and ``test_original.txt`` (``user <TAB> item [<TAB> 1]``).
@@ -35,8 +36,10 @@ def _read_pairs(path: Path) -> tuple[np.ndarray, np.ndarray]:
 class DisenCDRPair:
     """Reader for two DisenCDR domain folders that share users."""
 
-    def __init__(self, root: str | Path, domain_a: str = "clothing", domain_b: str = "sports",
-                 folder_a: str = "cloth_sport", folder_b: str = "sport_cloth") -> None:
+    def __init__(self, root: str | Path, domain_a: str, domain_b: str, folder_a: str, folder_b: str) -> None:
+        """Every argument is required: a pair's domain names are never guessed from another pair's.
+        Amazon Clothing <-> Sports is ``DisenCDRPair(root, "clothing", "sports", "cloth_sport", "sport_cloth")``
+        (``conf/data/cloth_sport.yaml``)."""
         if domain_a == domain_b:
             raise ValueError(f"the two domains need different names, got {domain_a!r} twice")
         self.root = Path(root)

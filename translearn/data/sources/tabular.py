@@ -54,12 +54,20 @@ def read_text_table(path: str | Path, sep: str, names: list[str] | None = None,
     return df[~blank] if blank.any() else df
 
 
-def require_columns(df: pd.DataFrame, columns: list[str], path: str | Path) -> None:
-    """DataError naming the first of ``columns`` that ``df`` lacks, and the columns it has."""
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def looks_like_data(names: list[object]) -> bool:
+    """Whether header names look like a data row (every name a number, e.g. ``1, 1630, 4``)."""
+    return bool(names) and all(_NUMBER.fullmatch(str(n).strip()) for n in names)
+
+
+def require_columns(df: pd.DataFrame, columns: list[str], path: str | Path, hint: str = "") -> None:
+    """DataError naming the first of ``columns`` that ``df`` lacks, and the columns it has (then ``hint``)."""
     for col in columns:
         if col not in df.columns:
             have = ", ".join(map(str, df.columns))
-            raise DataError(f"column {col!r} not found; the file has columns: {have}", path=path, column=col)
+            raise DataError(f"column {col!r} not found; the file has columns: {have}{hint}", path=path, column=col)
 
 
 def raise_first_bad(values: pd.Series, bad: np.ndarray, path: str | Path, column: str, what: str) -> None:
@@ -119,15 +127,23 @@ class TabularSource:
                  order_column: str | None = None, item_files: Mapping[str, str | Path] | None = None,
                  item_id_column: str = "item_id", text_column: str | None = None,
                  attributes_column: str | None = None, sep: str | None = None,
-                 domains: list[str] | None = None) -> None:
+                 domains: list[str] | None = None, header: bool = True, names: list[str] | None = None) -> None:
         if not files:
             raise ValueError("TabularSource needs at least one file")
+        if not header and not names:
+            raise ValueError("data.dataset.header is false, so data.dataset.names must list the column names "
+                             "of the interaction files, e.g. [user_id, item_id, rating, timestamp]")
+        if header and names:
+            raise ValueError("data.dataset.names is only read when data.dataset.header is false (the files' "
+                             "header line names the columns otherwise)")
+        self.header, self.names = bool(header), None if names is None else [str(n) for n in names]
         self.files = {str(k): Path(v) for k, v in files.items()}
         self.item_files = {str(k): Path(v) for k, v in (item_files or {}).items()}
         self.domain_column, self.user_column, self.item_column = domain_column, user_column, item_column
         self.rating_column, self.order_column = rating_column, order_column
         self.item_id_column, self.text_column = item_id_column, text_column
         self.attributes_column = attributes_column
+        sep = "\t" if sep in ("tab", "\\t") else sep  # a tab is hard to type on a command line
         self.sep, self.domains = sep, None if domains is None else list(domains)
 
     def fingerprint(self) -> str:
@@ -141,7 +157,8 @@ class TabularSource:
             files={k: p.name for k, p in self.files.items()},
             item_files={k: p.name for k, p in self.item_files.items()}, **opts)
 
-    def _read(self, path: Path, columns: list[str]) -> pd.DataFrame:
+    def _read(self, path: Path, columns: list[str], interactions: bool = True) -> pd.DataFrame:
+        """One table; ``header``/``names`` apply to the interaction files (item tables have a header)."""
         if not path.is_file():
             raise DataError("file not found", path=path)
         suffixes = [s.lower() for s in path.suffixes]
@@ -156,8 +173,13 @@ class TabularSource:
             sep = self.sep or _SEPS.get(ext)
             if sep is None:
                 raise DataError(f"cannot tell the separator from the extension {ext!r}; pass sep=", path=path)
-            df = read_text_table(path, sep)
-        require_columns(df, columns, path)
+            names = self.names if interactions and not self.header else None
+            df = read_text_table(path, sep, names=names)
+        hint = ""
+        if interactions and self.header and looks_like_data(list(df.columns)):
+            hint = (" (a data row, not a header: for a file without a header line set data.dataset.header=false "
+                    "and data.dataset.names=[...])")
+        require_columns(df, columns, path, hint)
         return df
 
     def load(self) -> CrossDomainData:
@@ -210,7 +232,7 @@ class TabularSource:
 
     def _add_items(self, raw: RawDomain, path: Path) -> None:
         tc, ac = self.text_column, self.attributes_column
-        df = self._read(path, [c for c in (self.item_id_column, tc, ac) if c is not None])
+        df = self._read(path, [c for c in (self.item_id_column, tc, ac) if c is not None], interactions=False)
         raw.catalog = df[self.item_id_column].to_numpy()
         raw.item_text = None if tc is None else _text(df[tc])
         raw.item_attributes = None if ac is None else _text(df[ac])

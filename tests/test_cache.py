@@ -1,0 +1,174 @@
+"""Cache entries verify on load and heal; cache keys follow the code (reference digests tied to versions)."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from translearn import stage as stage_module
+from translearn.cache import CHECKSUMS, discard_entry, entry_problem, read_entry, read_verified, write_entry
+from translearn.data.prepare import FORMAT_VERSION, prepare
+from translearn.data.preprocess import Deduplicate
+from translearn.data.protocols import SampledNegatives
+from translearn.data.sources import SyntheticSource
+from translearn.losses import BPRLoss
+from translearn.models import matrix_factorization
+from translearn.stage import STAGE_VERSION, StageSpec, stage_model
+
+# ---- the reference outputs. When a test below fails because the code's output changed on purpose, bump the
+# version it names and paste the line the failure prints here (one line each).
+PREPARED_REFERENCE = (4, '02648b269bab3c432b06dad3e43992e70f62424b1bc673a1f566bfe6378cc1b6')
+STAGE_REFERENCE = (2, '4b0bd9f4e65aa25a25729a805857f60b5d14a73f3f779c0df9d442f1dec82a28')
+
+
+# ---------------------------------------------------------------- write_entry / read_entry
+
+
+def _write_two(folder):
+    (folder / "a.bin").write_bytes(b"alpha" * 100)
+    (folder / "sub").mkdir()
+    (folder / "sub" / "b.json").write_text('{"b": 1}')
+
+
+def test_write_entry_records_a_checksum_of_every_file(tmp_path):
+    entry = write_entry(tmp_path / "e", _write_two)
+    sums = json.loads((entry / CHECKSUMS).read_text())["sha256"]
+    assert sorted(sums) == ["a.bin", "sub/b.json"]
+    assert read_verified(entry) and entry_problem(entry) is None
+    assert not read_verified(tmp_path / "missing")
+
+
+@pytest.mark.parametrize("damage, reason", [
+    (lambda e: (e / "a.bin").write_bytes(b"alpha" * 50), "a.bin does not match its checksum"),
+    (lambda e: (e / CHECKSUMS).write_text(""), f"{CHECKSUMS} is unreadable"),
+    (lambda e: (e / CHECKSUMS).unlink(), f"no {CHECKSUMS}"),
+    (lambda e: (e / "extra.txt").write_text("x"), "not the ones listed"),
+    (lambda e: (e / "sub" / "b.json").unlink(), "not the ones listed"),
+])
+def test_a_damaged_entry_is_named_discarded_and_reported(tmp_path, caplog, damage, reason):
+    entry = write_entry(tmp_path / "e", _write_two)
+    damage(entry)
+    assert reason in entry_problem(entry)
+    with caplog.at_level(logging.WARNING, logger="translearn.cache"):
+        assert read_entry(entry, lambda e: pytest.fail("a bad entry must not be loaded"), "test data") is None
+    assert "test data cache entry" in caplog.text and reason in caplog.text and "rebuilding" in caplog.text
+    assert list(tmp_path.iterdir()) == []  # gone, and the renamed-away copy removed too
+
+
+def test_a_verified_entry_that_fails_to_load_is_discarded(tmp_path, caplog):
+    entry = write_entry(tmp_path / "e", _write_two)
+
+    def load(folder):
+        raise ValueError("not what I expected")
+
+    assert read_entry(entry, load, "test data") is None
+    assert "failed to load (ValueError: not what I expected)" in caplog.text and not entry.exists()
+
+
+def test_discard_entry_of_a_missing_entry_is_quiet(tmp_path):
+    discard_entry(tmp_path / "gone")
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- prepared data heals
+
+
+def _truncate(path):
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _empty(path):
+    path.write_bytes(b"")
+
+
+def _flip_middle(path):
+    data = bytearray(path.read_bytes())
+    mid = len(data) // 2
+    data[mid: mid + 8] = bytes(b ^ 0xFF for b in data[mid: mid + 8])
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("file, damage", [("arrays.npz", _truncate), ("manifest.json", _empty),
+                                          ("arrays.npz", _flip_middle)])
+def test_a_corrupt_prepared_entry_is_rebuilt_once(tmp_path, tiny_data, static_source, caplog, file, damage):
+    source = static_source(tiny_data)
+    build = functools.partial(prepare, source, "t", ["s"], protocol=SampledNegatives(2), cache_dir=tmp_path)
+    first = build()
+    (entry,) = [p for p in tmp_path.iterdir()]
+    damage(entry / file)
+    with caplog.at_level(logging.WARNING):
+        again = build()
+    assert source.loads == 2  # detected, so rebuilt
+    assert f"prepared data cache entry {entry} is bad: {file} does not match its checksum" in caplog.text
+    assert again.digest() == first.digest()
+    assert build().digest() == first.digest() and source.loads == 2  # the rebuilt entry is read, not rebuilt
+    assert [p.name for p in tmp_path.iterdir()] == [entry.name]
+
+
+# ---------------------------------------------------------------- the stage model heals
+
+
+def _stage(prepared, cache_dir):
+    factory = functools.partial(matrix_factorization, embedding_dim=8)
+    return stage_model(factory, prepared, StageSpec(max_epochs=2, batch_size=16, seed=3),
+                       optimizer=functools.partial(torch.optim.Adam, lr=0.05), loss=BPRLoss(), cache_dir=cache_dir,
+                       describe={"model": {"mf": 8}, "optimizer": {"adam": 0.05}, "loss": "bpr"})
+
+
+def test_a_corrupt_stage_model_is_retrained_once(tmp_path, tiny_data, static_source, monkeypatch, caplog):
+    calls = []
+    real = stage_module.train_stage
+    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    prepared = prepare(static_source(tiny_data), "t", ["s"])
+    first = _stage(prepared, tmp_path).state_dict()
+    (entry,) = (tmp_path / "stage").iterdir()
+    _flip_middle(entry / "model.pt")
+    with caplog.at_level(logging.WARNING):
+        healed = _stage(prepared, tmp_path).state_dict()
+    assert len(calls) == 2 and "model.pt does not match its checksum" in caplog.text
+    assert healed.keys() == first.keys() and all(torch.equal(healed[k], first[k]) for k in first)
+    _stage(prepared, tmp_path)
+    assert len(calls) == 2
+
+
+# ---------------------------------------------------------------- cache keys follow the code
+
+
+def _fail_message(what: str, version_name: str, file: str, version: int, stored: tuple[int, str], digest: str,
+                  line_name: str) -> str:
+    if version == stored[0]:
+        return (f"the {what} changed, but {version_name} is still {version}: bump {version_name} in {file} "
+                f"(old cache entries would be read as if they were new), then set in tests/test_cache.py: "
+                f"{line_name} = ({version + 1}, {digest!r})")
+    return (f"{version_name} is now {version}: record the new reference output in tests/test_cache.py: "
+            f"{line_name} = ({version}, {digest!r})")
+
+
+def test_prepared_data_output_matches_the_format_version():
+    source = SyntheticSource(num_users=40, num_items=(30, 20), interactions_per_user=(6.0, 4.0), num_topics=2,
+                             words_per_topic=3, words_per_item=2, seed=5)
+    prepared = prepare(source, "target", ["source"], preprocess={"dedup": Deduplicate()},
+                       protocol=SampledNegatives(5), seed=1)
+    digest = prepared.digest()
+    assert (FORMAT_VERSION, digest) == PREPARED_REFERENCE, _fail_message(
+        "prepared data", "FORMAT_VERSION", "translearn/data/prepare.py", FORMAT_VERSION, PREPARED_REFERENCE,
+        digest, "PREPARED_REFERENCE")
+
+
+def test_stage_model_output_matches_the_stage_version(tiny_data, static_source):
+    torch.manual_seed(0)
+    model = _stage(prepare(static_source(tiny_data), "t", ["s"]), cache_dir=None)
+    h = hashlib.sha256()
+    for name, value in sorted(model.state_dict().items()):
+        # rounded, so that the last bits of float arithmetic on another CPU do not count as a change
+        h.update(name.encode() + np.round(value.double().numpy(), 4).tobytes())
+    digest = h.hexdigest()
+    assert (STAGE_VERSION, digest) == STAGE_REFERENCE, _fail_message(
+        "stage model", "STAGE_VERSION", "translearn/stage.py", STAGE_VERSION, STAGE_REFERENCE, digest,
+        "STAGE_REFERENCE")

@@ -1,0 +1,36 @@
+"""Stage keys (``strategy.stage.*``) are settable for every strategy, so one sweep can mix strategies
+with and without a source stage."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from translearn.cli.config import compose, group_options
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.parametrize("strategy", group_options("strategy"))
+def test_every_strategy_accepts_stage_keys(strategy, tmp_path):
+    cfg = compose([f"strategy={strategy}", "strategy.stage.max_epochs=7", "strategy.stage.lam=0.5"],
+                  output_dir=tmp_path)
+    assert cfg.strategy.stage.max_epochs == 7 and cfg.strategy.stage.lam == 0.5
+
+
+def test_a_sweep_mixing_target_only_and_finetune_sets_the_stage_epochs(tmp_path, run_overrides):
+    sweep = tmp_path / "sweep"
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run([str(BIN / "translearn-train"), "-m", *run_overrides, "trainer.max_epochs=1",
+                           "strategy=target_only,finetune", "strategy.stage.max_epochs=3", f"hydra.sweep.dir={sweep}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = sorted(json.loads(p.read_text())["strategy"] for p in sweep.glob("*/metrics.json"))
+    assert found == ["FineTune", "TargetOnly"]
+    # The fine-tuning job trained its stage for the swept number of epochs.
+    assert "source stage (sources, 3 epochs)" in done.stdout

@@ -1,0 +1,58 @@
+"""``RunCheckpoint``: Lightning's ``ModelCheckpoint`` that keeps model selection exact across a resume.
+
+A resumed run writes into a new run folder. Lightning then forgets the resumed run's best score (it
+only restores it when the checkpoint folder is the same), so the first epoch after the resume becomes
+"best" whatever its score. ``RunCheckpoint`` restores the score and copies the best checkpoint file(s)
+into the new folder, so the new run selects over all epochs and its folder is complete on its own.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from translearn.cache import atomic_write_file
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` (same arguments) whose state survives a resume into another folder."""
+
+    _resumed_from: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        self._resumed_from = trainer.ckpt_path  # known before the checkpoint's callback states are loaded
+
+    def _carry_over(self, path: str) -> str:
+        """Copy a best checkpoint of the resumed run into this run's folder; return the new path."""
+        name = Path(path).name
+        # A copied run folder still names the original's files: prefer the file beside the resumed checkpoint.
+        near = [Path(self._resumed_from).parent / name] if self._resumed_from else []
+        found = next((p for p in [*near, Path(path)] if p.is_file()), None)
+        if found is None:
+            raise FileNotFoundError(f"config key 'resume': the resumed run's best checkpoint {name} is neither at "
+                                    f"{path} nor beside the resumed checkpoint; model selection needs it")
+        target = Path(self.dirpath) / name
+        if found.resolve() != target.resolve():
+            with found.open("rb") as src:
+                atomic_write_file(target, lambda dst: shutil.copyfileobj(src, dst))
+        return str(target)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.dirpath is None or state_dict.get("dirpath", self.dirpath) == self.dirpath:
+            super().load_state_dict(state_dict)
+            return
+        best_k = state_dict.get("best_k_models", {}) if self.monitor else {}
+        moved = {path: self._carry_over(path) for path in best_k}
+        super().load_state_dict({
+            **state_dict,
+            "dirpath": self.dirpath,
+            "best_k_models": {moved[path]: score for path, score in best_k.items()},
+            "best_model_path": moved.get(state_dict.get("best_model_path", ""), ""),
+            "kth_best_model_path": moved.get(state_dict.get("kth_best_model_path", ""), ""),
+            "last_model_path": "",  # the other folder's files are never removed from here
+        })

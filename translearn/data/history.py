@@ -34,11 +34,12 @@ import torch
 
 from translearn.data.prepared import PreparedData
 from translearn.data.splits import TEST, TRAIN, VALID, user_positions
+from translearn.errors import UserError
 
 SCOPES = ("target", "all")
 
 
-class HistoryError(ValueError):
+class HistoryError(UserError, ValueError):
     """The data cannot give histories (e.g. a domain without an order key) or a bad argument."""
 
 

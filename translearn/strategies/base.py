@@ -55,7 +55,7 @@ class TransferStrategy(pl.LightningModule):
         if repeats not in REPEATS:
             raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         if self.refuses_sequences and getattr(model, "needs_history", 0):
-            raise ValueError(f"strategy {type(self).__name__} does not work with sequence models: "
+            raise ConfigError(f"strategy {type(self).__name__} does not work with sequence models: "
                              f"{self.refuses_sequences}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model"])

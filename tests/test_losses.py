@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from translearn.losses import BCELoss, BPRLoss, MSELoss, SampledSoftmaxLoss
+from translearn.losses import BCELoss, BPRLoss, CrossEntropyLoss, MSELoss, SampledSoftmaxLoss
 
 
 def _sigmoid(x: float) -> float:
@@ -87,3 +87,38 @@ def test_pairwise_losses_check_shapes() -> None:
             loss(torch.zeros(3), torch.zeros(2, 4))
         # a [B] negative is one negative per positive
         assert loss(torch.zeros(3), torch.zeros(3)).shape == ()
+
+
+def test_cross_entropy_hand_value_ignores_minus_one() -> None:
+    # row 0: logits [1, 0, 2], label 2 -> -log(e^2 / (e + 1 + e^2)); row 1: [0, 0, 0], label 0 -> log 3;
+    # row 2 has label -1 and is left out of the mean
+    logits = torch.tensor([[1.0, 0.0, 2.0], [0.0, 0.0, 0.0], [50.0, -50.0, 0.0]])
+    labels = torch.tensor([2, 0, -1])
+    row0 = -math.log(math.exp(2) / (math.exp(1) + 1 + math.exp(2)))
+    assert float(CrossEntropyLoss()(logits, labels)) == pytest.approx((row0 + math.log(3)) / 2)
+    # [B, L, I] with [B, L] is the same rows flattened
+    assert float(CrossEntropyLoss()(logits.view(1, 3, 3), labels.view(1, 3))) == pytest.approx((row0 + math.log(3)) / 2)
+
+
+def test_cross_entropy_with_no_label_is_zero_with_a_graph() -> None:
+    logits = torch.randn(2, 4, requires_grad=True)
+    loss = CrossEntropyLoss()(logits, torch.tensor([-1, -1]))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros(2, 4))
+
+
+def test_cross_entropy_refuses_a_pos_neg_call() -> None:
+    with pytest.raises(ValueError, match="all-item logits"):
+        CrossEntropyLoss()(torch.zeros(4), torch.zeros(4, 2))
+    assert CrossEntropyLoss.needs_all_logits and not CrossEntropyLoss.needs_negatives
+
+
+def test_ce_config_builds_the_loss() -> None:
+    from pathlib import Path
+
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    conf = OmegaConf.load(Path(__file__).parents[1] / "conf" / "loss" / "ce.yaml")
+    assert isinstance(instantiate(conf), CrossEntropyLoss)

@@ -18,7 +18,9 @@ from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
+from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
+from translearn.losses import AutoLoss, preferred_loss
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import StageSpec, stage_model
@@ -59,8 +61,11 @@ def strategy_class(cfg: DictConfig) -> type[TransferStrategy]:
 
 
 def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
-    """Domains the model needs item towers for: the target, plus the sources if the strategy uses them."""
-    return [prepared.target, *prepared.sources] if strategy_class(cfg).uses_sources else [prepared.target]
+    """Domains the model needs item towers for: the target, plus the sources if the strategy trains on them
+    or the model reads interleaved histories (``model.history_scope=all``, also under target_only)."""
+    interleaved = cfg.model.get("history_scope") == "all"
+    return [prepared.target, *prepared.sources] if strategy_class(cfg).uses_sources or interleaved \
+        else [prepared.target]
 
 
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
@@ -73,12 +78,23 @@ def _plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
+def build_loss(cfg: DictConfig, model: Recommender) -> Any:
+    """``cfg.loss``; ``loss=auto`` (the default) gives the model's preferred loss (id models BPR, sequence
+    models full cross-entropy)."""
+    loss = _instantiate(cfg.loss, "loss")
+    return preferred_loss(model) if isinstance(loss, AutoLoss) else loss
+
+
 def build_source_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
     """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained."""
     spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
     describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
-    return stage_model(_instantiate(cfg.model, "model"), prepared, spec,
-                       optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=_instantiate(cfg.loss, "loss"),
+    factory = _instantiate(cfg.model, "model")
+    loss = _instantiate(cfg.loss, "loss")
+    if isinstance(loss, AutoLoss):  # the stage model's own preference (the same family as the target model)
+        loss = preferred_loss(factory(num_users=1, num_items={prepared.target: 1}))
+    return stage_model(factory, prepared, spec,
+                       optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
                        cache_dir=cfg.paths.cache_dir, describe=describe,
                        checkpoint=cfg.strategy.get("source_ckpt"))
 
@@ -88,6 +104,10 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     """The strategy of ``cfg.strategy``; strategies that start from a source stage get ``source_model``
     (built by ``build_source_model`` unless given)."""
     node = {k: v for k, v in _plain(cfg.strategy).items() if k not in ("stage", "source_ckpt")}
+    cls = strategy_class(cfg)
+    if cls.refuses_sequences and model.needs_history:  # before a source stage is trained for nothing
+        raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
+                          f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
     extra = {}
     if strategy_class(cfg).uses_source_model:
         extra["source_model"] = source_model if source_model is not None else build_source_model(cfg, prepared)
@@ -98,7 +118,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         source_domains=list(prepared.sources),
         optimizer=_instantiate(cfg.optimizer, "optimizer"),
         scheduler=_instantiate(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None,
-        loss=_instantiate(cfg.loss, "loss"),
+        loss=build_loss(cfg, model),
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
         repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
@@ -107,9 +127,13 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
 
 
 def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
+    history = HistorySpec.of(strategy.model)
+    num_negatives = int(cfg.data.num_negatives)
+    if history is not None and not getattr(strategy.loss_fn, "needs_negatives", True):
+        num_negatives = 0  # a full-softmax sequence loss samples nothing
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=int(cfg.data.batch_size),
-                                 num_negatives=int(cfg.data.num_negatives),
-                                 eval_batch_size=int(cfg.data.eval_batch_size), seed=int(cfg.seed))
+                                 num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
+                                 seed=int(cfg.seed), history=history)
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

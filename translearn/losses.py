@@ -1,7 +1,8 @@
 """Training losses for implicit (pairwise / sampled) and explicit (rating) feedback.
 
-Shapes: B = batch size, N = negatives per positive. Every loss returns a scalar (mean over the batch).
-Each class declares `needs_ratings` / `needs_negatives` so training code can check the data fits the loss.
+Shapes: B = batch size, N = negatives per positive, I = items of a domain. Every loss returns a scalar (mean
+over the batch). Each class declares `needs_ratings` / `needs_negatives` (and `needs_all_logits`: the loss
+takes all-item logits and labels, not a `(pos, neg)` pair) so training code can check the data fits the loss.
 """
 
 from __future__ import annotations
@@ -78,6 +79,30 @@ class SampledSoftmaxLoss(nn.Module):
         return f"temperature={self.temperature}"
 
 
+class CrossEntropyLoss(nn.Module):
+    """Full softmax cross-entropy over every item of a domain, from all-item logits.
+
+    loss = mean over the labelled rows n of -log( exp(logits_n[y_n]) / sum_i exp(logits_n[i]) ); rows with
+    label -1 (padding, or a label of another domain) are left out. No labelled row gives 0 (not NaN).
+    forward(logits [..., I], labels [...]) -> scalar, e.g. logits [N, I] and labels [N], or [B, L, I] and [B, L].
+    """
+
+    needs_ratings = False
+    needs_negatives = False
+    needs_all_logits = True
+
+    def forward(self, logits: Tensor, labels: Tensor) -> Tensor:
+        if logits.dim() != labels.dim() + 1 or logits.shape[:-1] != labels.shape:
+            raise ValueError(f"CrossEntropyLoss takes all-item logits [N, I] and labels [N] (-1 = none), got "
+                             f"{tuple(logits.shape)} and {tuple(labels.shape)}; loss=ce needs a model trained on "
+                             "all-item scores (a sequence model), use loss=bpr, bce or softmax with (pos, neg) scores")
+        flat, y = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+        keep = y >= 0
+        if not keep.any():
+            return flat.sum() * 0.0  # keeps the graph (and the device) without a NaN mean over nothing
+        return F.cross_entropy(flat[keep], y[keep])
+
+
 class MSELoss(nn.Module):
     """Mean squared error for rating prediction: mean over b of (pred_b - target_b)^2.
 
@@ -93,3 +118,21 @@ class MSELoss(nn.Module):
                 f"pred and target must have the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
             )
         return F.mse_loss(pred, target.to(pred.dtype))
+
+
+class AutoLoss(nn.Module):
+    """``loss=auto`` (the default): a placeholder the builder replaces with the model's preferred loss
+    (``preferred_loss``); it cannot be called itself."""
+
+    needs_ratings = False
+    needs_negatives = True
+
+    def forward(self, *args: Tensor) -> Tensor:
+        raise RuntimeError("loss=auto is resolved when the strategy is built (translearn.build.build_loss); "
+                           "from Python, pass a loss object such as BPRLoss() or CrossEntropyLoss()")
+
+
+def preferred_loss(model: nn.Module) -> nn.Module:
+    """The loss a model trains best with by default: ``model.preferred_loss`` (``"ce"``: full softmax, as
+    sequence models use), else BPR (id models)."""
+    return CrossEntropyLoss() if getattr(model, "preferred_loss", "bpr") == "ce" else BPRLoss()

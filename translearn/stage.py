@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader
 from translearn.cache import content_key, read_entry, write_entry
 from translearn.data.datamodule import TrainBatches
 from translearn.data.prepared import PreparedData
+from translearn.data.sequence_data import HistorySpec, SequenceTrainData, StreamBatchSampler
 from translearn.errors import DivergedError
 from translearn.models.recommender import Recommender
 
@@ -108,17 +109,28 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
         task = Joint(model, prepared.target, list(prepared.sources), lam=spec.lam, loss=loss)
     else:
         task = SourceOnly(model, prepared.target, list(prepared.sources), loss=loss)
-    data = TrainBatches(prepared, task.train_domains, spec.num_negatives, spec.seed)
-    loader = DataLoader(data, batch_size=spec.batch_size, shuffle=True, collate_fn=lambda b: b,
-                        generator=torch.Generator().manual_seed(spec.seed))
+    sequences = HistorySpec.of(model)
+    if sequences is None:
+        data = TrainBatches(prepared, task.train_domains, spec.num_negatives, spec.seed)
+        loader = DataLoader(data, batch_size=spec.batch_size, shuffle=True, collate_fn=lambda b: b,
+                            generator=torch.Generator().manual_seed(spec.seed))
+    else:  # one-pass sequence batches (a sequence model's stage)
+        negatives = spec.num_negatives if getattr(loss, "needs_negatives", True) else 0
+        seq_data = SequenceTrainData(prepared, sequences, task.train_domains, negatives, spec.seed)
+        sampler = StreamBatchSampler(seq_data, spec.batch_size, spec.seed)
+        loader = DataLoader(seq_data, batch_sampler=sampler, collate_fn=lambda b: b)
     opt = optimizer(task.param_groups())
     history = []
     model.train()
     for epoch in range(spec.max_epochs):
+        if sequences is not None:
+            sampler.set_epoch(epoch)
         began = time.perf_counter()
         total, rows = 0.0, 0
         for step, batch in enumerate(loader):
             out = task.compute_loss(batch)
+            if sequences is not None:
+                model.release()
             if not torch.isfinite(out["loss"].detach()):
                 bad = [n for n, v in out.items() if n != "loss" and not torch.isfinite(v.detach()).all()]
                 raise DivergedError(f"the source stage diverged at epoch {epoch}, step {step}: non-finite "
@@ -126,7 +138,7 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
             opt.zero_grad(set_to_none=True)
             out["loss"].backward()
             opt.step()
-            size = sum(len(part["users"]) for part in batch.values())
+            size = sum(len(part["users"]) for part in {id(p): p for p in batch.values()}.values())
             total, rows = total + out["loss"].item() * size, rows + size
         history.append(total / max(rows, 1))
         log.info("stage epoch %d/%d loss %.4f %.1fs", epoch + 1, spec.max_epochs, history[-1],

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from translearn.data.prepared import PreparedData
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import Interactions
+from translearn.data.sequence_data import HistorySpec, QueryEvalRows, SequenceTrainData, StreamBatchSampler
 
 
 def _identity(batch: dict) -> dict:
@@ -232,7 +233,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
     """Training batches over ``train_domains`` (the largest is the anchor) and target evaluation rows."""
 
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
-                 num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0) -> None:
+                 num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0,
+                 history: HistorySpec | None = None) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -244,16 +246,27 @@ class CrossDomainDataModule(pl.LightningDataModule):
             prepared.data.domain(d)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_negatives, self.seed = num_negatives, seed
+        self.history = history  # set for models that read histories (sequence models)
 
     def train_dataloader(self) -> DataLoader:
+        if self.history is not None:
+            return self._sequence_train()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         data = TrainBatches(self.prepared, self.train_domains, self.num_negatives, self.seed, rank=rank)
         sampler = EpochSampler(data, num_replicas=world, rank=rank, seed=self.seed)
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, collate_fn=_identity)
 
+    def _sequence_train(self) -> DataLoader:
+        trainer = self.trainer
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        data = SequenceTrainData(self.prepared, self.history, self.train_domains, self.num_negatives, self.seed)
+        sampler = StreamBatchSampler(data, self.batch_size, self.seed, num_replicas=world, rank=rank)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=_identity)
+
     def _eval(self, role: str) -> DataLoader:
-        data = EvalRows(self.prepared, role)
+        data = EvalRows(self.prepared, role) if self.history is None else QueryEvalRows(
+            self.prepared, role, self.history)
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:

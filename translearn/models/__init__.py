@@ -4,5 +4,7 @@ from translearn.models.encoders import BiasedIdEmbedding, IdEmbedding
 from translearn.models.factory import matrix_factorization, neural_cf
 from translearn.models.heads import DotHead, MLPHead
 from translearn.models.recommender import Recommender
+from translearn.models.sequential import SequenceRecommender, gru4rec, sasrec
 
-__all__ = ["BiasedIdEmbedding", "DotHead", "IdEmbedding", "MLPHead", "Recommender", "matrix_factorization", "neural_cf"]
+__all__ = ["BiasedIdEmbedding", "DotHead", "IdEmbedding", "MLPHead", "Recommender", "SequenceRecommender", "gru4rec",
+           "matrix_factorization", "neural_cf", "sasrec"]

@@ -1,4 +1,11 @@
-"""``Recommender``: one user encoder shared by all domains, one item encoder per domain, and a head."""
+"""``Recommender``: one query encoder shared by all domains, one item encoder per domain, and a head.
+
+A **query** is what a model may see about the users of a batch: a ``users [B]`` tensor, or a batch dict
+with ``"users" [B]`` and, for models that read histories (``needs_history > 0``), ``"history" [B, L]``,
+``"history_domain" [B, L]`` and ``"history_len" [B]`` (see ``translearn.data.history``). Id models read
+the users; sequence models read the history. The query encoder keeps the name ``user_encoder`` so that
+``strategy.freeze=[user_encoder]`` means the same for both.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +14,23 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+Query = Tensor | Mapping[str, Tensor]
+
+
+def query_users(query: Query) -> Tensor:
+    """[B] user indices of a query (a users tensor or a batch dict)."""
+    return query if isinstance(query, Tensor) else query["users"]
+
 
 class Recommender(nn.Module):
-    """Scores (user, item) pairs of a domain.
+    """Scores (query, item) pairs of a domain.
 
-    score(domain, users [B], items [B] or [B, N]) -> [B] or [B, N]
-    score_pos_neg(domain, users [B], pos [B], neg [B, N]) -> ([B], [B, N])
-    score_all(domain, users [B], out=None) -> [B, num_items(domain)]
+    score(domain, query, items [B] or [B, N]) -> [B] or [B, N]
+    score_pos_neg(domain, query, pos [B], neg [B, N]) -> ([B], [B, N])
+    score_all(domain, query, out=None) -> [B, num_items(domain)]
     """
+
+    needs_history: int = 0  # history length the model reads (0: the user id only)
 
     def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module) -> None:
         super().__init__()
@@ -33,23 +49,24 @@ class Recommender(nn.Module):
             raise KeyError(f"this model has no item tower for domain {domain!r}; it has: {', '.join(self.domains)}")
         return self.item_encoders[domain]
 
-    def user_vectors(self, users: Tensor) -> Tensor:
-        return self.user_encoder(users)
+    def user_vectors(self, query: Query) -> Tensor:
+        """[B, D] query vectors (id models: the user embeddings)."""
+        return self.user_encoder(query_users(query))
 
     def item_vectors(self, domain: str, items: Tensor | None = None) -> Tensor:
         """[..., D] vectors of ``items``, or [num_items, D] of every item when ``items`` is None."""
         enc = self.item_encoder(domain)
         return enc.all() if items is None else enc(items)
 
-    def score(self, domain: str, users: Tensor, items: Tensor) -> Tensor:
-        return self.head.score(self.user_vectors(users), self.item_vectors(domain, items))
+    def score(self, domain: str, query: Query, items: Tensor) -> Tensor:
+        return self.head.score(self.user_vectors(query), self.item_vectors(domain, items))
 
-    def score_pos_neg(self, domain: str, users: Tensor, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
-        """Scores of positives [B] and negatives [B, N]; users are encoded once and items in one lookup
+    def score_pos_neg(self, domain: str, query: Query, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores of positives [B] and negatives [B, N]; queries are encoded once and items in one lookup
         (one gradient for the item table instead of two)."""
-        scores = self.head.score(self.user_vectors(users),
+        scores = self.head.score(self.user_vectors(query),
                                  self.item_vectors(domain, torch.cat([pos.unsqueeze(1), neg], dim=1)))
         return scores[:, 0], scores[:, 1:]
 
-    def score_all(self, domain: str, users: Tensor, out: Tensor | None = None) -> Tensor:
-        return self.head.score_all(self.user_vectors(users), self.item_vectors(domain), out=out)
+    def score_all(self, domain: str, query: Query, out: Tensor | None = None) -> Tensor:
+        return self.head.score_all(self.user_vectors(query), self.item_vectors(domain), out=out)

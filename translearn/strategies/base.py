@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
-from translearn.models.recommender import Recommender
+from translearn.models.recommender import Query, Recommender
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 STAGES = ("val", "test")
@@ -44,6 +44,8 @@ class TransferStrategy(pl.LightningModule):
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
     uses_source_model: ClassVar[bool] = False  # whether it starts from a source-stage model (``source_model``)
+    # why the strategy cannot work with a model that reads histories (None: it can)
+    refuses_sequences: ClassVar[str | None] = None
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
@@ -52,6 +54,9 @@ class TransferStrategy(pl.LightningModule):
                  repeats: str = "mask") -> None:
         if repeats not in REPEATS:
             raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
+        if self.refuses_sequences and getattr(model, "needs_history", 0):
+            raise ConfigError(f"strategy {type(self).__name__} does not work with sequence models: "
+                             f"{self.refuses_sequences}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model"])
         self.model = model
@@ -88,13 +93,14 @@ class TransferStrategy(pl.LightningModule):
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        """[B] users -> [B, num_target_items] scores for full-ranking evaluation (``out``: scratch memory)."""
-        return self.model.score_all(self.target_domain, users, out=out)
+    def score_all(self, query: Query, out: Tensor | None = None) -> Tensor:
+        """Query of B rows (an evaluation batch, or users [B]) -> [B, num_target_items] scores for full-ranking
+        evaluation (``out``: scratch memory)."""
+        return self.model.score_all(self.target_domain, query, out=out)
 
-    def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
-        """[B] users, [B, C] items -> [B, C] scores used for sampled evaluation."""
-        return self.model.score(self.target_domain, users, items)
+    def score_candidates(self, query: Query, items: Tensor) -> Tensor:
+        """Query of B rows, [B, C] items -> [B, C] scores used for sampled evaluation."""
+        return self.model.score(self.target_domain, query, items)
 
     def param_groups(self) -> list[dict]:
         """Optimiser parameter groups; a group with ``lr_scale`` gets that multiple of the configured lr."""
@@ -119,20 +125,46 @@ class TransferStrategy(pl.LightningModule):
 
     # ---- shared pieces --------------------------------------------------------------------------
     def domain_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
-        """The configured loss of the model on one domain's part of the batch."""
+        """The configured loss of the model on one domain's part of the batch (a sequence batch for
+        models that read histories: every labelled position of ``domain`` at once)."""
+        if "labels" in part:
+            return self._sequence_loss(domain, part)
+        if getattr(self.loss_fn, "needs_all_logits", False):  # full softmax over the domain's items
+            return self.loss_fn(self.model.score_all(domain, part), part["items"])
         if getattr(self.loss_fn, "needs_ratings", False):
             if "ratings" not in part:
                 raise self._no_ratings(domain)
-            return self.loss_fn(self.model.score(domain, part["users"], part["items"]), part["ratings"])
+            return self.loss_fn(self.model.score(domain, part, part["items"]), part["ratings"])
         if "negatives" not in part:
             raise ValueError(f"the loss {type(self.loss_fn).__name__} needs sampled negatives; "
                              "set data.num_negatives >= 1")
-        pos, neg = self.model.score_pos_neg(domain, part["users"], part["items"], part["negatives"])
+        pos, neg = self.model.score_pos_neg(domain, part, part["items"], part["negatives"])
         return self.loss_fn(pos, neg)
+
+    def _sequence_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
+        """Next-item loss at every position whose label is an item of ``domain``: full softmax (loss=ce)
+        or the (pos, neg) losses with the batch's sampled negatives."""
+        if getattr(self.loss_fn, "needs_ratings", False):
+            raise ValueError(f"the loss {type(self.loss_fn).__name__} predicts ratings; sequence models train "
+                             "on next items (loss=ce, bpr, bce or softmax)")
+        h, labels = self.model.labelled(domain, part)  # [N, D], [N]
+        items = self.model.item_encoder(domain)
+        if getattr(self.loss_fn, "needs_all_logits", False):
+            return self.loss_fn(h @ items.all().T, labels)
+        if "negatives" not in part:
+            raise ValueError(f"the loss {type(self.loss_fn).__name__} needs sampled negatives; "
+                             "set data.num_negatives >= 1")
+        keep = (part["labels"] >= 0) & (part["label_domain"] == self.model.history_domains.index(domain))
+        neg = part["negatives"][keep]  # [N, K]
+        scores = self.model.head.score(h, items(torch.cat([labels.unsqueeze(1), neg], dim=1)))
+        return self.loss_fn(scores[:, 0], scores[:, 1:])
 
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> Tensor:
         terms = self.compute_loss(batch)
-        size = sum(len(part["users"]) for part in batch.values())
+        release = getattr(self.model, "release", None)
+        if release is not None:
+            release()  # a sequence model's cached forward of this batch
+        size = sum(len(part["users"]) for part in {id(p): p for p in batch.values()}.values())
         # Epoch means are accumulated here and logged once per epoch: Lightning's per-step logging
         # machinery costs about as much as an MF training step itself.
         for name, value in terms.items():
@@ -178,7 +210,8 @@ class TransferStrategy(pl.LightningModule):
             return {k: v if v.device == device else v.to(device, non_blocking=True) for k, v in part.items()}
 
         if isinstance(batch, dict) and all(isinstance(v, dict) for v in batch.values()):
-            return {k: move(v) for k, v in batch.items()}
+            moved: dict[int, dict] = {}  # a part shared by several domains (one interleaved sequence batch) stays one
+            return {k: moved.setdefault(id(v), move(v)) for k, v in batch.items()}
         if isinstance(batch, dict) and all(isinstance(v, Tensor) for v in batch.values()):
             return move(batch)
         return super().transfer_batch_to_device(batch, device, dataloader_idx)
@@ -202,13 +235,13 @@ class TransferStrategy(pl.LightningModule):
         """[B, C] sampled-candidate scores, or [B, I] full-ranking scores (in a reused buffer)."""
         users = batch["users"]
         if "candidates" in batch:
-            return self.score_candidates(users, batch["candidates"])
+            return self.score_candidates(batch, batch["candidates"])
         n_items = self.model.item_encoder(self.target_domain).num
-        return self.score_all(users, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
+        return self.score_all(batch, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
 
     def rank_into(self, scores: Tensor, batch: dict[str, Tensor], metrics: nn.ModuleDict) -> None:
         """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``."""
-        users, targets = batch["users"], batch["targets"]
+        targets = batch["targets"]
         if "candidates" in batch:
             target_items = batch["candidates"][:, :1]
         else:
@@ -229,7 +262,7 @@ class TransferStrategy(pl.LightningModule):
         for name, metric in metrics.items():
             if name in ("mae", "rmse"):
                 mask = (target_items >= 0) & ~torch.isnan(batch["ratings"])
-                pred = self.score_candidates(users, target_items.clamp(min=0))
+                pred = self.score_candidates(batch, target_items.clamp(min=0))
                 metric.update(pred[mask], batch["ratings"][mask])
             else:
                 metric.update(ranked)

@@ -39,6 +39,8 @@ class Distillation(TransferStrategy):
     """
 
     uses_source_model = True
+    refuses_sequences = ("its teacher scores users outside the batch by id (kd_users, "
+                         "teacher_top), which a sequence model cannot (use joint, finetune or fusion)")
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, alpha: float = 1.0, temperature: float = 1.0,

@@ -20,6 +20,8 @@ class FeatureReuse(TransferStrategy):
     (see ``ReusedFeatureEncoder``)."""
 
     uses_source_model = True
+    refuses_sequences = ("it reuses one static source vector per user, and a sequence model has "
+                         "none (use joint, finetune or fusion)")
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, combine: str = "concat", **kwargs: Any) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from translearn.models.recommender import Recommender
+from translearn.models.recommender import Query, Recommender
 from translearn.strategies.base import TransferStrategy
 
 
@@ -60,21 +60,20 @@ class Fusion(TransferStrategy):
         return {"loss": loss_t, "loss_t": loss_t}
 
     def _pair(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-        users = batch["users"]
         if "candidates" in batch:
             items = batch["candidates"]
-            return (self.model.score(self.target_domain, users, items),
-                    self.source_scorer.score(self.target_domain, users, items))
-        return (self.model.score_all(self.target_domain, users),
-                self.source_scorer.score_all(self.target_domain, users))
+            return (self.model.score(self.target_domain, batch, items),
+                    self.source_scorer.score(self.target_domain, batch, items))
+        return (self.model.score_all(self.target_domain, batch),
+                self.source_scorer.score_all(self.target_domain, batch))
 
-    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        return self.fuse(self.model.score_all(self.target_domain, users),
-                         self.source_scorer.score_all(self.target_domain, users), float(self.weight))
+    def score_all(self, query: Query, out: Tensor | None = None) -> Tensor:
+        return self.fuse(self.model.score_all(self.target_domain, query),
+                         self.source_scorer.score_all(self.target_domain, query), float(self.weight))
 
-    def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
-        return self.fuse(self.model.score(self.target_domain, users, items),
-                         self.source_scorer.score(self.target_domain, users, items), float(self.weight))
+    def score_candidates(self, query: Query, items: Tensor) -> Tensor:
+        return self.fuse(self.model.score(self.target_domain, query, items),
+                         self.source_scorer.score(self.target_domain, query, items), float(self.weight))
 
     @staticmethod
     def fuse(target: Tensor, source: Tensor, w: float) -> Tensor:

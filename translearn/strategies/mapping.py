@@ -33,6 +33,8 @@ class Mapping(TransferStrategy):
     ``f(u_source)``: evaluate it with ``data.split=cold_start``."""
 
     uses_source_model = True
+    refuses_sequences = ("it maps one static source vector per user to the target, and a "
+                         "sequence model has none (use joint, finetune or fusion)")
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, mapper: str = "mlp", hidden_dim: int | None = None,

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from translearn.models.recommender import Query, query_users
 from translearn.strategies.base import TransferStrategy
 
 
@@ -43,11 +44,11 @@ class Popularity(TransferStrategy):
     def configure_optimizers(self) -> None:
         return None
 
-    def score_all(self, users: Tensor, out: Tensor | None = None) -> Tensor:
-        shape = (len(users), len(self.counts))
+    def score_all(self, query: Query, out: Tensor | None = None) -> Tensor:
+        shape = (len(query_users(query)), len(self.counts))
         scores = torch.empty(shape, device=self.counts.device) if out is None else out.reshape(-1)[
             : shape[0] * shape[1]].view(shape)
         return scores.copy_(self.counts.expand(shape))
 
-    def score_candidates(self, users: Tensor, items: Tensor) -> Tensor:
+    def score_candidates(self, query: Query, items: Tensor) -> Tensor:
         return self.counts[items]

@@ -6,10 +6,18 @@ Generative story, with ``k = latent_dim``:
   so ``similarity`` is the correlation of a user's tastes across domains (1: same, 0: unrelated);
 - items have factors ``q_i ~ N(0, I_k)`` and a popularity bias ``b_i ~ N(0, popularity^2)``;
 - a user picks ``n_ud`` distinct items by Gumbel-top-n on ``(p_ud . q_i / sqrt(k) + b_i) / noise``;
-- a rating 1..5 follows the affinity; the order key is a random time;
+- a rating 1..5 follows the affinity; the order key is a random time, unless ``sequential > 0`` (below);
 - item text: topics are directions in the latent space with their own words; an item's words are drawn
   from topics in proportion to ``softmax(q_i . t_j)``, so text carries the item factors (shared across
   domains, which is what lets text bridge platforms with no common users).
+
+Order with signal (``sequential = s > 0``): every item sits on one ring shared by all domains, at the
+angle of its first two latent factors. A user's items of every domain form one walk: it starts at a
+random item and each next step goes, with probability ``s``, to the user's nearest not yet visited
+item ahead on the ring (of any domain), otherwise to a random not yet visited one. The order key is the
+step number, so the next item is likely near the previous one, also across domains: an interleaved
+history carries signal for the target. The items chosen are the same as with ``s = 0``; only the order
+changes, and ``s = 0`` (the default) gives exactly the data and fingerprint of before the knob.
 
 ``overlap`` is the fraction of users active in every domain; the others are active in exactly one.
 Transfer helps when ``similarity`` is high and the target is sparse, and hurts when ``similarity`` is 0.
@@ -19,7 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -49,6 +57,7 @@ class SyntheticSource:
     num_topics: int = 12
     words_per_topic: int = 20
     words_per_item: int = 10
+    sequential: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -66,12 +75,26 @@ class SyntheticSource:
             raise ValueError(f"synthetic: similarity must be in [0, 1], got {self.similarity}")
         if self.noise <= 0:
             raise ValueError(f"synthetic: noise must be > 0, got {self.noise}")
+        if not 0.0 <= self.sequential <= 1.0:
+            raise ValueError(f"synthetic: sequential must be in [0, 1], got {self.sequential}")
+        if self.sequential > 0 and self.latent_dim < 2:
+            raise ValueError(f"synthetic: sequential > 0 needs latent_dim >= 2 (the ring), got {self.latent_dim}")
 
     def fingerprint(self) -> str:
         params = asdict(self)
+        if params["sequential"] == 0.0:
+            del params["sequential"]  # the data of before the knob keeps its fingerprint (and cache entries)
         return hashlib.sha256(("synthetic|" + json.dumps(params, sort_keys=True)).encode()).hexdigest()
 
     def load(self) -> CrossDomainData:
+        return build_cross_domain(self._generate()[0])
+
+    def item_ring(self) -> dict[str, np.ndarray]:
+        """Ring position in [0, 1) of every item, per domain ([num_items], item index = raw id): the
+        coordinate the ``sequential`` walk follows (for tests and oracles; regenerates the data)."""
+        return self._generate()[1]
+
+    def _generate(self) -> tuple[dict[str, RawDomain], dict[str, np.ndarray]]:
         rng = np.random.default_rng(self.seed)
         k, n_dom = self.latent_dim, len(self.domains)
         shared = rng.standard_normal((self.num_users, k))
@@ -82,6 +105,7 @@ class SyntheticSource:
         activity /= activity.mean()
         rho = self.similarity
         raw: dict[str, RawDomain] = {}
+        ring: dict[str, np.ndarray] = {}
         for d, name in enumerate(self.domains):
             taste = rho * shared + np.sqrt(1.0 - rho**2) * rng.standard_normal((self.num_users, k))
             n_items = self.num_items[d]
@@ -94,12 +118,32 @@ class SyntheticSource:
             u = users[u]
             ratings = np.clip(np.round(3.0 + 1.2 * affinity + 0.5 * rng.standard_normal(len(u))), 1, 5)
             item_ids = np.arange(n_items)
+            ring[name] = (np.mod(np.arctan2(item_factors[:, 1], item_factors[:, 0]) / (2 * np.pi), 1.0) if k >= 2
+                          else np.zeros(n_items))
             raw[name] = RawDomain(
                 users=u, items=i, ratings=ratings.astype(np.float32), order=rng.uniform(0, 1e6, len(u)),
                 catalog=item_ids, item_text=_item_text(item_factors, topics, vocab, self.words_per_item, rng),
                 item_attributes=np.array([f"{name} catalogue"] * n_items),
             )
-        return build_cross_domain(raw)
+        if self.sequential > 0:
+            self._walk(raw, ring)
+        return raw, ring
+
+    def _walk(self, raw: dict[str, RawDomain], ring: dict[str, np.ndarray]) -> None:
+        """Replace every domain's order key by the step number of each user's walk over the ring (in place).
+        Its own generator, so the rest of the data is the same as with ``sequential = 0``."""
+        rng = np.random.default_rng([self.seed, 1])
+        names = list(raw)
+        users = np.concatenate([raw[n].users for n in names])
+        theta = np.concatenate([ring[n][raw[n].items] for n in names])
+        order = np.zeros(len(users))
+        by_user = np.argsort(users, kind="stable")
+        starts = np.flatnonzero(np.r_[True, users[by_user][1:] != users[by_user][:-1]])
+        for rows in np.split(by_user, starts[1:]):
+            order[rows] = _walk_steps(theta[rows], self.sequential, rng)
+        ends = np.cumsum([len(raw[n].users) for n in names])
+        for name, part in zip(names, np.split(order, ends[:-1]), strict=True):
+            raw[name] = replace(raw[name], order=part)
 
     def _choose(self, taste: np.ndarray, items: np.ndarray, bias: np.ndarray, counts: np.ndarray,
                 rng: np.random.Generator, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -117,6 +161,25 @@ class SyntheticSource:
             out_i.append(chosen)
             out_a.append(affinity[rows, chosen])
         return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_a)
+
+
+def _walk_steps(theta: np.ndarray, p_near: float, rng: np.random.Generator) -> np.ndarray:
+    """Step number [M] of each of one user's M ring positions ``theta`` (in [0, 1)) in a walk that goes to the
+    nearest unvisited position ahead with probability ``p_near``, else to a random unvisited one."""
+    m = len(theta)
+    step = np.zeros(m)
+    left = np.ones(m, dtype=bool)
+    cur = int(rng.integers(m))
+    for t in range(m):
+        step[cur], left[cur] = t, False
+        if t == m - 1:
+            break
+        free = np.flatnonzero(left)
+        if rng.random() < p_near:
+            cur = int(free[np.argmin(np.mod(theta[free] - theta[cur], 1.0))])
+        else:
+            cur = int(free[rng.integers(len(free))])
+    return step
 
 
 def _active_domains(num_users: int, n_dom: int, overlap: float, rng: np.random.Generator) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""Sequence recommenders (SASRec, GRU4Rec): the query is the user's history, items are tied to the input table.
+
+A ``SequenceRecommender`` holds one sequence encoder (``user_encoder``: SASRec or GRU4Rec from
+``translearn.models.sequence``) over a token table that covers every domain of ``history_domains``
+(token ``offset_d + i + 1`` is item ``i`` of domain ``d``, 0 is padding, as in ``HistoryIndex``), and one
+item tower per domain that is a slice of that same table (tied input and output embeddings). Scores
+are dot products.
+
+Training reads one-pass sequence batches (``translearn.data.sequence_batches``): the output at every
+position ``j`` predicts ``labels[:, j]`` in the label's domain, so one forward trains every prefix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from translearn.models.heads import DotHead
+from translearn.models.recommender import Query, Recommender
+from translearn.models.sequence import GRU4RecEncoder, SASRecEncoder
+
+HISTORY_SCOPES = ("target", "all")
+
+
+class TiedItemTower(nn.Module):
+    """Item vectors of one domain read from a shared token table (no parameters of its own).
+
+    table: the encoder's ``nn.Embedding [num_tokens, D]``; items ``i`` map to rows ``offset + i + 1``.
+    forward(items [...]) -> [..., D]; all() -> [num, D].
+    """
+
+    def __init__(self, table: nn.Embedding, offset: int, num: int) -> None:
+        super().__init__()
+        self._table = [table]  # a plain list: the table stays registered (and saved) under the encoder only
+        self.offset, self._num, self.dim = offset, num, table.embedding_dim
+
+    @property
+    def num(self) -> int:
+        return self._num
+
+    def forward(self, items: Tensor) -> Tensor:
+        return self._table[0](items + self.offset + 1)
+
+    def all(self) -> Tensor:
+        return self._table[0].weight[self.offset + 1 : self.offset + 1 + self._num]
+
+
+class SequenceRecommender(Recommender):
+    """A recommender whose query is a history (see the module docstring).
+
+    encoder:         SASRecEncoder / GRU4RecEncoder with ``item_embedding`` [num_tokens, D]
+    history_domains: domains of the token table, in token order (``HistoryIndex`` uses the same order)
+    num_items:       items per domain
+    max_history:     the longest history the model reads (the data module cuts queries to it)
+    history_scope:   ``target`` (the target domain's own history) or ``all`` (interleaved domains)
+    """
+
+    preferred_loss = "ce"
+
+    def __init__(self, encoder: nn.Module, history_domains: Sequence[str], num_items: Mapping[str, int],
+                 max_history: int, history_scope: str = "target") -> None:
+        offsets, start = {}, 0
+        for d in history_domains:
+            offsets[d], start = start, start + int(num_items[d])
+        if encoder.item_embedding.num_embeddings != start + 1:
+            raise ValueError(f"the encoder's token table has {encoder.item_embedding.num_embeddings} rows, the "
+                             f"domains {list(history_domains)} need {start + 1}")
+        towers = {d: TiedItemTower(encoder.item_embedding, offsets[d], int(num_items[d])) for d in history_domains}
+        super().__init__(encoder, towers, DotHead())
+        self.history_domains = tuple(history_domains)
+        self.history_scope = history_scope
+        self.needs_history = int(max_history)
+        self._encoded: tuple[dict, Tensor] | None = None
+
+    def user_vectors(self, query: Query) -> Tensor:
+        """[B, D]: the encoder's output at each query's last history item."""
+        if isinstance(query, Tensor) or "history" not in query:
+            raise ValueError("a sequence model scores queries with a history (history, history_domain, "
+                             "history_len), not user ids alone")
+        return self.user_encoder(query["history"], query["history_domain"], query["history_len"])
+
+    def positions(self, part: Mapping[str, Tensor]) -> Tensor:
+        """[B, L, D] outputs at every position of a training batch; computed once per batch (a joint loss
+        reads the same forward for each domain's labels)."""
+        if self._encoded is None or self._encoded[0] is not part or not torch.is_grad_enabled():
+            h = self.user_encoder.forward_all(part["history"], part["history_domain"], part["history_len"])
+            if not torch.is_grad_enabled():
+                return h
+            self._encoded = (part, h)
+        return self._encoded[1]
+
+    def labelled(self, domain: str, part: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
+        """(outputs [N, D], labels [N]) at the positions whose label is an item of ``domain``."""
+        keep = (part["labels"] >= 0) & (part["label_domain"] == self.history_domains.index(domain))
+        return self.positions(part)[keep], part["labels"][keep]
+
+    def release(self) -> None:
+        """Drop the cached forward (called after each training step)."""
+        self._encoded = None
+
+
+def _domains(num_items: Mapping[str, int], history_domains: Sequence[str] | None) -> list[str]:
+    order = list(history_domains) if history_domains else list(num_items)
+    unknown = [d for d in order if d not in num_items]
+    if unknown:
+        raise ValueError(f"history domains {unknown} have no item count; known: {', '.join(num_items)}")
+    return order
+
+
+def _check_scope(history_scope: str) -> None:
+    if history_scope not in HISTORY_SCOPES:
+        raise ValueError(f"model.history_scope must be one of {', '.join(HISTORY_SCOPES)}, got {history_scope!r}")
+
+
+def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, max_history: int = 50,
+           num_layers: int = 2, num_heads: int = 2, dropout: float = 0.5, inner_size: int = 256,
+           history_scope: str = "target", init_std: float = 0.02,
+           history_domains: Sequence[str] | None = None) -> SequenceRecommender:
+    """SASRec over the domains' items (``num_users`` is unused: users are their histories).
+
+    Defaults follow RecBole's published SASRec defaults (hidden 64, 2 layers, 2 heads, inner 256,
+    dropout 0.5, history 50). ``history_scope='all'`` adds a domain embedding for interleaved histories.
+    """
+    _check_scope(history_scope)
+    domains = _domains(num_items, history_domains)
+    encoder = SASRecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, max_len=max_history,
+                            num_layers=num_layers, num_heads=num_heads, dropout=dropout, inner=inner_size,
+                            num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
+    return SequenceRecommender(encoder, domains, num_items, max_history, history_scope)
+
+
+def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, hidden_size: int = 128,
+            num_layers: int = 1, dropout: float = 0.3, cell: str = "gru", max_history: int = 50,
+            history_scope: str = "target", history_domains: Sequence[str] | None = None) -> SequenceRecommender:
+    """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``."""
+    _check_scope(history_scope)
+    domains = _domains(num_items, history_domains)
+    encoder = GRU4RecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, hidden=hidden_size,
+                             num_layers=num_layers, dropout=dropout, cell=cell,
+                             num_domains=len(domains) if history_scope == "all" else 1)
+    return SequenceRecommender(encoder, domains, num_items, max_history, history_scope)

@@ -18,8 +18,8 @@ from translearn.errors import ConfigError
 
 def check_config(cfg: DictConfig) -> None:
     """Raise a ConfigError for the first problem found: an unset required key, a learning rate that is not a
-    finite number >= 0 (0 keeps the weights fixed, a legal control run), a bad ``trainer.max_epochs``, a ``monitor`` metric the run never logs, or an
-    output/cache path that is a file."""
+    finite number >= 0 (0 keeps the weights fixed, a legal control run), a bad ``trainer.max_epochs``, a
+    ``monitor`` metric the run never logs, or an output/cache path that is a file."""
     _no_missing_values(cfg)
     _finite_non_negative(cfg, "optimizer.lr")
     _max_epochs(cfg)

@@ -54,8 +54,8 @@ def base(run_overrides):
 # ---------------------------------------------------------------- checks before training
 
 
-def test_learning_rate_must_be_finite_and_positive(tmp_path, base):
-    record = _train_fails([*base, "optimizer.lr=nan"], tmp_path, "optimizer.lr", "finite positive")
+def test_learning_rate_must_be_finite_and_not_negative(tmp_path, base):
+    record = _train_fails([*base, "optimizer.lr=nan"], tmp_path, "optimizer.lr", "finite number >= 0")
     assert record["error"] == "ConfigError" and record["config_key"] == "optimizer.lr"
 
 

@@ -27,7 +27,7 @@ run: install
 	$(BIN)/translearn-train $(ARGS)
 
 test: install
-	$(BIN)/python -m pytest -q $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -162,4 +162,5 @@ def test_user_error_classes_and_records(tmp_path):
     assert error_record(ConfigError("config key 'x': no", config_key="x"))["config_key"] == "x"
     with pytest.raises(MissingConfigException) as err:
         compose(["model=nope"], output_dir=tmp_path)
-    assert one_line(err.value) == "In 'train': Could not find 'model/nope'; Available options in 'model': gru4rec, mf, ncf, sasrec"
+    assert one_line(err.value) == ("In 'train': Could not find 'model/nope'; "
+                                   "Available options in 'model': gru4rec, mf, ncf, sasrec")

@@ -73,6 +73,13 @@ def bucket_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generato
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
+def num_bucket_batches(n: int, batch_size: int, bucket_batches: int = 32) -> int:
+    """How many batches ``bucket_batches`` makes of ``n`` sequences (without drawing them)."""
+    chunk = batch_size * max(1, bucket_batches)
+    full, rest = divmod(n, chunk)
+    return full * math.ceil(chunk / batch_size) + math.ceil(rest / batch_size)
+
+
 class BucketBatchSampler(Sampler[list[int]]):
     """Batches of similar-length sequences, deterministic per (seed, epoch). ``set_epoch`` must be called each
     epoch: Lightning calls it at every epoch start (also after a resume) through ``batch_sampler.sampler``,
@@ -97,10 +104,7 @@ class BucketBatchSampler(Sampler[list[int]]):
         return self
 
     def _num_batches(self) -> int:
-        chunk = self.batch_size * max(1, self.bucket_batches)
-        n = len(self.lengths)
-        full, rest = divmod(n, chunk)
-        return full * math.ceil(chunk / self.batch_size) + math.ceil(rest / self.batch_size)
+        return num_bucket_batches(len(self.lengths), self.batch_size, self.bucket_batches)
 
     def __len__(self) -> int:
         return math.ceil(self._num_batches() / self.num_replicas)

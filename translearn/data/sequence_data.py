@@ -29,7 +29,7 @@ from torch.utils.data import Dataset, Sampler
 from translearn.data.history import EvalQueries, HistoryIndex
 from translearn.data.prepared import PreparedData
 from translearn.data.schema import Interactions
-from translearn.data.sequence_batches import SequenceBatches, bucket_batches
+from translearn.data.sequence_batches import SequenceBatches, bucket_batches, num_bucket_batches
 
 
 @dataclass(frozen=True)
@@ -124,8 +124,7 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
         return self
 
     def _steps(self) -> int:
-        return len(bucket_batches(self.data.streams[self.anchor].lengths, self.batch_size,
-                                  np.random.default_rng(0)))
+        return num_bucket_batches(len(self.data.streams[self.anchor]), self.batch_size)
 
     def __len__(self) -> int:
         return math.ceil(self._steps() / self.num_replicas)
@@ -136,7 +135,7 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
         # dropout and other in-model randomness: a function of (seed, rank, epoch), so a resumed run repeats it
         torch.manual_seed(int(np.random.SeedSequence([self.seed, self.rank, self.epoch, 1]).generate_state(1)[0]))
         anchor = bucket_batches(self.data.streams[self.anchor].lengths, self.batch_size, rng)
-        others = {s: np.concatenate([rng.permutation(len(self.data.streams[s]))]) for s in self.share}
+        others = {s: rng.permutation(len(self.data.streams[s])) for s in self.share}
         cursor = dict.fromkeys(self.share, 0)
         total = math.ceil(len(anchor) / self.num_replicas) * self.num_replicas
         for step in range(total):

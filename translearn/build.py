@@ -85,13 +85,16 @@ def build_loss(cfg: DictConfig, model: Recommender) -> Any:
     return preferred_loss(model) if isinstance(loss, AutoLoss) else loss
 
 
-def build_source_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
-    """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained."""
+def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None) -> Recommender:
+    """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained.
+    ``loss``: the stage's training loss (default ``cfg.loss``; ``loss=auto`` needs the model family's choice,
+    which ``build_strategy`` passes in)."""
     spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
     describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
     factory = _instantiate(cfg.model, "model")
-    loss = _instantiate(cfg.loss, "loss")
-    if isinstance(loss, AutoLoss):  # the stage model's own preference (the same family as the target model)
+    if loss is None:
+        loss = _instantiate(cfg.loss, "loss")
+    if isinstance(loss, AutoLoss):  # called without a target model: build a tiny one to ask its preference
         loss = preferred_loss(factory(num_users=1, num_items={prepared.target: 1}))
     return stage_model(factory, prepared, spec,
                        optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
@@ -110,7 +113,9 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
                           f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
     extra = {}
     if strategy_class(cfg).uses_source_model:
-        extra["source_model"] = source_model if source_model is not None else build_source_model(cfg, prepared)
+        if source_model is None:
+            source_model = build_source_model(cfg, prepared, build_loss(cfg, model))
+        extra["source_model"] = source_model
     return _instantiate(
         OmegaConf.create(node), "strategy",
         model=model,

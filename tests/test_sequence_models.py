@@ -6,12 +6,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from translearn.models.dual_view import DualViewEncoder, own_items
 from translearn.models.sequence import GRU4RecEncoder, SASRecEncoder
+
+
+def _dual() -> DualViewEncoder:
+    """Two SASRec views with the gate opened (it starts at 0, which would hide the mixed view)."""
+    enc = DualViewEncoder(*(SASRecEncoder(30, dim=16, max_len=12, num_heads=2, dropout=0.2, num_domains=2)
+                            for _ in range(2)))
+    with torch.no_grad():
+        enc.gate.fill_(0.7)
+    return enc
+
 
 ENCODERS = {
     "sasrec": lambda: SASRecEncoder(30, dim=16, max_len=12, num_layers=2, num_heads=2, dropout=0.2, num_domains=2),
     "gru": lambda: GRU4RecEncoder(30, dim=16, hidden=24, dropout=0.2, num_domains=2),
     "lstm": lambda: GRU4RecEncoder(30, dim=16, hidden=24, num_layers=2, dropout=0.2, cell="lstm"),
+    "dual": _dual,
 }
 
 
@@ -128,3 +140,34 @@ def test_learns_a_deterministic_next_item_pattern(name: str) -> None:
         pred = (enc(tokens, torch.zeros_like(tokens), lengths) @ enc.item_embedding.weight[1:].T).argmax(1)
     accuracy = (pred == labels[torch.arange(200), lengths - 1]).float().mean()
     assert accuracy > 0.95  # chance is 1/20
+
+
+def test_own_items_keeps_the_domain_items_in_order_and_maps_positions() -> None:
+    history = torch.tensor([[5, 9, 6, 7, 0], [8, 3, 0, 0, 0]])
+    domain = torch.tensor([[1, 0, 1, 0, 0], [0, 0, 0, 0, 0]])
+    own, own_len, index = own_items(history, domain, torch.tensor([4, 2]), domain=0)
+    assert own.tolist() == [[9, 7], [8, 3]] and own_len.tolist() == [2, 2]
+    assert index[0, :4].tolist() == [-1, 0, 0, 1] and index[1, :2].tolist() == [0, 1]
+    own1, len1, index1 = own_items(history, domain, torch.tensor([4, 2]), domain=1)
+    assert own1.tolist() == [[5, 6], [0, 0]] and len1.tolist() == [2, 0]
+    assert index1[0, :4].tolist() == [0, 0, 1, 1] and index1[1, :2].tolist() == [-1, -1]
+
+
+def test_dual_view_with_a_closed_gate_is_the_own_domain_model() -> None:
+    """Gate 0 (its initial value): each position sees exactly what a single-domain model reading only the
+    predicted domain's items would see; the other domain's items change nothing."""
+    torch.manual_seed(0)
+    enc = DualViewEncoder(*(SASRecEncoder(30, dim=16, max_len=12, num_heads=2, num_domains=2)
+                            for _ in range(2))).eval()
+    history = torch.tensor([[5, 9, 6, 7]])
+    domain = torch.tensor([[1, 0, 1, 0]])
+    out = enc.forward_all(history, domain, torch.tensor([4]), domain=0)
+    alone = enc.own.forward_all(torch.tensor([[9, 7]]), torch.tensor([[0, 0]]), torch.tensor([2]))
+    assert torch.allclose(out[0, 1], alone[0, 0], atol=1e-6) and torch.allclose(out[0, 3], alone[0, 1], atol=1e-6)
+    assert torch.equal(out[0, 0], torch.zeros(16))  # no own item yet
+    other = history.clone()
+    other[0, 2] = 11  # another item of domain 1
+    assert torch.allclose(enc.forward_all(other, domain, torch.tensor([4]), domain=0), out, atol=1e-6)
+    with torch.no_grad():
+        enc.gate.fill_(1.0)
+    assert not torch.allclose(enc.forward_all(other, domain, torch.tensor([4]), domain=0), out, atol=1e-4)

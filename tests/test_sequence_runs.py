@@ -103,6 +103,7 @@ def test_sasrec_learns_the_order_signal(sasrec_run, tmp_path) -> None:
 
 @pytest.mark.parametrize("strategy,extra", [
     ("joint", []), ("joint", ["model.history_scope=all"]), ("target_only", ["model.history_scope=all"]),
+    ("target_only", ["model.history_scope=all", "model.own_view=false"]),
     ("finetune", ["strategy.stage.max_epochs=1"]), ("fusion", ["strategy.stage.max_epochs=1"]),
     ("finetune", ["strategy.stage.max_epochs=1", "loss=bpr"]),
 ])
@@ -131,3 +132,16 @@ def test_data_without_an_order_key_names_it(tmp_path) -> None:
     object.__setattr__(inter, "order", None)
     with pytest.raises(HistoryError, match="order key"):
         QueryEvalRows(prepared, "valid", HistorySpec(("target",), "target", 5))
+
+
+def test_sequence_models_read_their_own_batch_size(tmp_path) -> None:
+    """data.sequence_batch_size (labelled positions) for sequence models, data.batch_size for id models."""
+    from types import SimpleNamespace
+
+    from translearn.build import train_batch_size
+
+    cfg = compose(["data=arts_office", "data.batch_size=999"], output_dir=tmp_path)
+    sequence_model, id_model = SimpleNamespace(needs_history=50), SimpleNamespace(needs_history=0)
+    assert train_batch_size(cfg, sequence_model) == 256 and train_batch_size(cfg, id_model) == 999
+    cfg.data.sequence_batch_size = None  # a data config written before the key: the one batch size
+    assert train_batch_size(cfg, sequence_model) == 999

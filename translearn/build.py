@@ -131,12 +131,20 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     )
 
 
+def train_batch_size(cfg: DictConfig, model: Recommender) -> int:
+    """Training rows per step: ``data.batch_size`` for id models, ``data.sequence_batch_size`` (labelled
+    positions) for models that read histories; a data config without the latter uses the former."""
+    if model.needs_history and cfg.data.get("sequence_batch_size") is not None:
+        return int(cfg.data.sequence_batch_size)
+    return int(cfg.data.batch_size)
+
+
 def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
     history = HistorySpec.of(strategy.model)
     num_negatives = int(cfg.data.num_negatives)
     if history is not None and not getattr(strategy.loss_fn, "needs_negatives", True):
         num_negatives = 0  # a full-softmax sequence loss samples nothing
-    return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=int(cfg.data.batch_size),
+    return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=history)
 

@@ -48,15 +48,28 @@ ROWS = {
     "distillation (teacher lam=1/16)": ("distill", ["strategy.stage.lam=0.0625"],
                                         {"strategy.alpha": ["0.5", "1", "2", "4"]}),
     "fusion (teacher lam=1/16)": ("fusion", ["strategy.stage.lam=0.0625"], {}),
+    # sequence models (issue 8): each row is the default command a user types, no tuning
+    "SASRec, Office history": ("target_only", ["model=sasrec"], {}),
+    "GRU4Rec, Office history": ("target_only", ["model=gru4rec"], {}),
+    "SASRec, interleaved Arts+Office history": ("target_only", ["model=sasrec", "model.history_scope=all"], {}),
+    "SASRec joint": ("joint", ["model=sasrec"], {}),
+    "SASRec fine-tuning": ("finetune", ["model=sasrec"], {}),
 }
+SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
+                 "SASRec joint", "SASRec fine-tuning"]
 TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)
 PLANS = {
-    "arts_office": (["experiment=arts_office"], [r for r in ROWS if r not in ("mapping (EMCDR)", *TEACHER_ROWS)], {}),
-    "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"], [r for r in ROWS if r != "mapping (EMCDR)"], {}),
+    "arts_office": (["experiment=arts_office"],
+                    [r for r in ROWS if r not in ("mapping (EMCDR)", *TEACHER_ROWS, *SEQUENCE_ROWS)], {}),
+    # the data preset alone (experiment=arts_office would set model=mf): trainer and stopping defaults
+    "arts_office_sequences": (["data=arts_office"], SEQUENCE_ROWS, {}),
+    "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"],
+                             [r for r in ROWS if r not in ("mapping (EMCDR)", *SEQUENCE_ROWS)], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],
-                           [r for r in ROWS if r not in ("mapping (EMCDR)", "joint (uncertainty weights)")], {}),
+                           [r for r in ROWS
+                            if r not in ("mapping (EMCDR)", "joint (uncertainty weights)", *SEQUENCE_ROWS)], {}),
     **{f"arts_office_cold{int(f * 100)}": (["experiment=arts_office_cold", f"data.split.holdout_fraction={f}"],
                                            COLD_ROWS, {"joint": {"strategy.lam": ["1", "4"]}})
        for f in (0.2, 0.5, 0.8)},

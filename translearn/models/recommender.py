@@ -53,20 +53,25 @@ class Recommender(nn.Module):
         """[B, D] query vectors (id models: the user embeddings)."""
         return self.user_encoder(query_users(query))
 
+    def query_vectors(self, domain: str, query: Query) -> Tensor:
+        """[B, D] query vectors for scoring items of ``domain`` (the same for every domain unless a model
+        encodes a query per predicted domain, as the two-view sequence encoder does)."""
+        return self.user_vectors(query)
+
     def item_vectors(self, domain: str, items: Tensor | None = None) -> Tensor:
         """[..., D] vectors of ``items``, or [num_items, D] of every item when ``items`` is None."""
         enc = self.item_encoder(domain)
         return enc.all() if items is None else enc(items)
 
     def score(self, domain: str, query: Query, items: Tensor) -> Tensor:
-        return self.head.score(self.user_vectors(query), self.item_vectors(domain, items))
+        return self.head.score(self.query_vectors(domain, query), self.item_vectors(domain, items))
 
     def score_pos_neg(self, domain: str, query: Query, pos: Tensor, neg: Tensor) -> tuple[Tensor, Tensor]:
         """Scores of positives [B] and negatives [B, N]; queries are encoded once and items in one lookup
         (one gradient for the item table instead of two)."""
-        scores = self.head.score(self.user_vectors(query),
+        scores = self.head.score(self.query_vectors(domain, query),
                                  self.item_vectors(domain, torch.cat([pos.unsqueeze(1), neg], dim=1)))
         return scores[:, 0], scores[:, 1:]
 
     def score_all(self, domain: str, query: Query, out: Tensor | None = None) -> Tensor:
-        return self.head.score_all(self.user_vectors(query), self.item_vectors(domain), out=out)
+        return self.head.score_all(self.query_vectors(domain, query), self.item_vectors(domain), out=out)

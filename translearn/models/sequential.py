@@ -6,17 +6,22 @@ A ``SequenceRecommender`` holds one sequence encoder (``user_encoder``: SASRec o
 item tower per domain that is a slice of that same table (tied input and output embeddings). Scores
 are dot products.
 
+Under ``history_scope='all'`` the encoder is by default a ``DualViewEncoder`` (``own_view=True``): the
+predicted domain's own items and the interleaved history, mixed by a gate that starts at 0; queries are
+then encoded per predicted domain (``query_vectors(domain, query)``).
+
 Training reads one-pass sequence batches (``translearn.data.sequence_batches``): the output at every
 position ``j`` predicts ``labels[:, j]`` in the label's domain, so one forward trains every prefix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from translearn.models.dual_view import DualViewEncoder
 from translearn.models.heads import DotHead
 from translearn.models.recommender import Query, Recommender
 from translearn.models.sequence import GRU4RecEncoder, SASRecEncoder
@@ -72,29 +77,47 @@ class SequenceRecommender(Recommender):
         self.history_domains = tuple(history_domains)
         self.history_scope = history_scope
         self.needs_history = int(max_history)
-        self._encoded: tuple[dict, Tensor] | None = None
+        self.per_domain = isinstance(encoder, DualViewEncoder)  # queries encoded per predicted domain
+        self._encoded: tuple[dict, dict[str, Tensor]] | None = None
 
-    def user_vectors(self, query: Query) -> Tensor:
-        """[B, D]: the encoder's output at each query's last history item."""
+    def _encode(self, domain: str, *inputs: Tensor, all_positions: bool = False) -> Tensor:
+        run = self.user_encoder.forward_all if all_positions else self.user_encoder
+        if self.per_domain:
+            return run(*inputs, domain=self.history_domains.index(domain))
+        return run(*inputs)
+
+    def query_vectors(self, domain: str, query: Query) -> Tensor:
+        """[B, D]: the encoder's output at each query's last history item (for predicting ``domain``)."""
         if isinstance(query, Tensor) or "history" not in query:
             raise ValueError("a sequence model scores queries with a history (history, history_domain, "
                              "history_len), not user ids alone")
-        return self.user_encoder(query["history"], query["history_domain"], query["history_len"])
+        return self._encode(domain, query["history"], query["history_domain"], query["history_len"])
 
-    def positions(self, part: Mapping[str, Tensor]) -> Tensor:
-        """[B, L, D] outputs at every position of a training batch; computed once per batch (a joint loss
-        reads the same forward for each domain's labels)."""
-        if self._encoded is None or self._encoded[0] is not part or not torch.is_grad_enabled():
-            h = self.user_encoder.forward_all(part["history"], part["history_domain"], part["history_len"])
+    def user_vectors(self, query: Query) -> Tensor:
+        """[B, D] query vectors for the first history domain (the target in a run's model)."""
+        return self.query_vectors(self.history_domains[0], query)
+
+    def positions(self, part: Mapping[str, Tensor], domain: str | None = None) -> Tensor:
+        """[B, L, D] outputs at every position of a training batch (for predicting ``domain``, default the
+        first history domain); computed once per batch and domain (a joint loss reads the same forward
+        for each domain's labels when the encoder has one view)."""
+        domain = domain or self.history_domains[0]
+        key = domain if self.per_domain else ""
+        if self._encoded is None or self._encoded[0] is not part:
+            self._encoded = (part, {})
+        cached = self._encoded[1]
+        if key not in cached or not torch.is_grad_enabled():
+            h = self._encode(domain, part["history"], part["history_domain"], part["history_len"],
+                             all_positions=True)
             if not torch.is_grad_enabled():
                 return h
-            self._encoded = (part, h)
-        return self._encoded[1]
+            cached[key] = h
+        return cached[key]
 
     def labelled(self, domain: str, part: Mapping[str, Tensor]) -> tuple[Tensor, Tensor]:
         """(outputs [N, D], labels [N]) at the positions whose label is an item of ``domain``."""
         keep = (part["labels"] >= 0) & (part["label_domain"] == self.history_domains.index(domain))
-        return self.positions(part)[keep], part["labels"][keep]
+        return self.positions(part, domain)[keep], part["labels"][keep]
 
     def release(self) -> None:
         """Drop the cached forward (called after each training step)."""
@@ -116,28 +139,47 @@ def _check_scope(history_scope: str) -> None:
 
 def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, max_history: int = 50,
            num_layers: int = 2, num_heads: int = 2, dropout: float = 0.5, inner_size: int = 256,
-           history_scope: str = "target", init_std: float = 0.02,
+           history_scope: str = "target", own_view: bool = True, init_std: float = 0.02,
            history_domains: Sequence[str] | None = None) -> SequenceRecommender:
     """SASRec over the domains' items (``num_users`` is unused: users are their histories).
 
     Defaults follow RecBole's published SASRec defaults (hidden 64, 2 layers, 2 heads, inner 256,
-    dropout 0.5, history 50). ``history_scope='all'`` adds a domain embedding for interleaved histories.
+    dropout 0.5, history 50). ``history_scope='all'`` adds a domain embedding for interleaved histories
+    and, with ``own_view`` (default), a second encoder over the predicted domain's own items
+    (``DualViewEncoder``); ``own_view=False`` reads the interleaved history alone.
     """
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
-    encoder = SASRecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, max_len=max_history,
-                            num_layers=num_layers, num_heads=num_heads, dropout=dropout, inner=inner_size,
-                            num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
-    return SequenceRecommender(encoder, domains, num_items, max_history, history_scope)
+
+    def encoder() -> SASRecEncoder:
+        return SASRecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, max_len=max_history,
+                             num_layers=num_layers, num_heads=num_heads, dropout=dropout, inner=inner_size,
+                             num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
+
+    return SequenceRecommender(_views(encoder, history_scope, own_view), domains, num_items, max_history,
+                               history_scope)
 
 
 def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, hidden_size: int = 128,
             num_layers: int = 1, dropout: float = 0.3, cell: str = "gru", max_history: int = 50,
-            history_scope: str = "target", history_domains: Sequence[str] | None = None) -> SequenceRecommender:
-    """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``."""
+            history_scope: str = "target", own_view: bool = True,
+            history_domains: Sequence[str] | None = None) -> SequenceRecommender:
+    """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``.
+    ``history_scope`` and ``own_view`` as for ``sasrec``."""
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
-    encoder = GRU4RecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, hidden=hidden_size,
-                             num_layers=num_layers, dropout=dropout, cell=cell,
-                             num_domains=len(domains) if history_scope == "all" else 1)
-    return SequenceRecommender(encoder, domains, num_items, max_history, history_scope)
+
+    def encoder() -> GRU4RecEncoder:
+        return GRU4RecEncoder(1 + sum(int(num_items[d]) for d in domains), dim=embedding_dim, hidden=hidden_size,
+                              num_layers=num_layers, dropout=dropout, cell=cell,
+                              num_domains=len(domains) if history_scope == "all" else 1)
+
+    return SequenceRecommender(_views(encoder, history_scope, own_view), domains, num_items, max_history,
+                               history_scope)
+
+
+def _views(encoder: Callable[[], nn.Module], history_scope: str, own_view: bool) -> nn.Module:
+    """One encoder, or (interleaved histories with ``own_view``) a ``DualViewEncoder`` of two."""
+    if history_scope == "all" and own_view:
+        return DualViewEncoder(encoder(), encoder())
+    return encoder()

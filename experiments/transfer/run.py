@@ -54,6 +54,7 @@ ROWS = {
     "SASRec, interleaved Arts+Office history": ("target_only", ["model=sasrec", "model.history_scope=all"], {}),
     "SASRec joint": ("joint", ["model=sasrec"], {}),
     "SASRec fine-tuning": ("finetune", ["model=sasrec"], {}),
+    "SASRec, Office history, batch 2048": ("target_only", ["model=sasrec", "data.sequence_batch_size=2048"], {}),
 }
 SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
                  "SASRec joint", "SASRec fine-tuning"]

@@ -53,11 +53,12 @@ ROWS = {
     "GRU4Rec, Office history": ("target_only", ["model=gru4rec"], {}),
     "SASRec, interleaved Arts+Office history": ("target_only", ["model=sasrec", "model.history_scope=all"], {}),
     "SASRec joint": ("joint", ["model=sasrec"], {}),
+    "SASRec joint, interleaved Arts+Office history": ("joint", ["model=sasrec", "model.history_scope=all"], {}),
     "SASRec fine-tuning": ("finetune", ["model=sasrec"], {}),
     "SASRec, Office history, batch 2048": ("target_only", ["model=sasrec", "data.sequence_batch_size=2048"], {}),
 }
 SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
-                 "SASRec joint", "SASRec fine-tuning"]
+                 "SASRec joint", "SASRec joint, interleaved Arts+Office history", "SASRec fine-tuning"]
 TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)

@@ -311,3 +311,18 @@ def test_arts_office_query_source_items_come_before_the_target(arts_office) -> N
         assert (arts_keys[first][pos] == keys).all()
         assert (arts_order.order[first][pos] < target_order[rows]).all()
         assert (q.lengths > 0).all()
+
+
+@pytest.mark.parametrize("ties, test_item, history", [("file_order", "y", ["x", "z"]), ("item", "z", ["x", "y"])])
+def test_histories_follow_the_split_tie_rule(make_data, static_source, ties, test_item, history):
+    # u1's last two target rows tie at order 2; the split picks the test item by its tie rule, and the test
+    # query's history must then hold the other one (the validation item), whichever rule it is.
+    from translearn.data import LeaveOneOut
+
+    data = make_data(t=dict(users=["u1"] * 3, items=["x", "z", "y"], order=[1, 2, 2], catalog=["x", "y", "z"]),
+                     s=dict(users=["u1"], items=["a"], order=[0], catalog=["a"]))
+    prepared = prepare(static_source(data, ties), "t", ["s"], split=LeaveOneOut(ties=ties))
+    queries = HistoryIndex(prepared, scope="target").eval_queries("test", max_len=5)
+    ids = prepared.data.domain("t").item_ids
+    assert [str(ids[i]) for i in queries.targets] == [test_item]
+    assert [str(ids[t - 1]) for t in queries.history[0, : queries.lengths[0]]] == history

@@ -63,3 +63,54 @@ def test_a_smaller_student_learns_from_a_larger_teacher(tmp_path, run_overrides)
                                        "strategy.stage.embedding_dim=32"), output_dir=tmp_path / "s"))
     state = torch.load(tmp_path / "s" / summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
     assert state["model.user_encoder.weight"].shape[1] == 8 and state["teacher.user_encoder.weight"].shape[1] == 32
+
+
+def test_the_stage_stops_early_and_keeps_its_best_epoch():
+    import functools
+    import json
+
+    import pytorch_lightning as pl
+
+    from translearn.data import Deduplicate, prepare
+    from translearn.data.datamodule import CrossDomainDataModule
+    from translearn.data.sources import SyntheticSource
+    from translearn.losses import BPRLoss
+    from translearn.models import matrix_factorization
+    from translearn.stage import StageSpec, StageTask, train_stage
+
+    source = SyntheticSource(num_users=200, num_items=(60, 40), interactions_per_user=(12.0, 6.0), seed=2)
+    prepared = prepare(source, "target", ["source"], {"dedup": Deduplicate()})
+    spec = StageSpec(domains="all", max_epochs=60, patience=2, batch_size=64, seed=1)
+    model = matrix_factorization(prepared.num_users, {d: prepared.num_items(d) for d in prepared.domains}, 32)
+    optimizer = functools.partial(torch.optim.Adam, lr=0.05)  # large: it overfits within a few epochs
+    result = train_stage(model, prepared, spec, optimizer, BPRLoss())
+    json.dumps(result)  # what the cache's meta.json records
+    assert result["validated_on"] == "target" and result["world_size"] == 1
+    assert result["epochs"] < spec.max_epochs, result["history"]  # it stopped early ...
+    assert result["epochs"] - 1 - result["best_epoch"] == spec.patience  # ... patience epochs after its best
+    vals = [h["val"] for h in result["history"]]
+    assert max(vals) == result["best_val"] and vals[-1] < result["best_val"]
+    # the returned model is the best epoch's: validating it again on the stage's slice gives best_val
+    view = prepared.stage_view(["source", "target"], "target", spec.seed)
+    task = StageTask(model, "target", ["source", "target"], {}, ks=(10,), metrics=("ndcg",))
+    data = CrossDomainDataModule(view, task.train_domains, eval_batch_size=64)
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    again = trainer.validate(task, datamodule=data, verbose=False)[0]["val/target/ndcg@10"]
+    assert again == pytest.approx(result["best_val"], abs=1e-6)
+
+
+def test_under_ddp_the_stage_trains_once_across_both_processes(tmp_path, run_overrides):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+    done = subprocess.run([str(Path(sys.executable).parent / "translearn-train"), *_overrides(run_overrides),
+                           "strategy=finetune", "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={tmp_path / 'r'}"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (entry,) = (tmp_path / "cache" / "stage").iterdir()
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["world_size"] == 2 and meta["epochs"] == 2 and meta["validated_on"] == "source"

@@ -12,6 +12,7 @@ import torch
 
 from translearn.data import Deduplicate, prepare
 from translearn.data.datamodule import CrossDomainDataModule
+from translearn.data.facts import DataFacts
 from translearn.data.sources import SyntheticSource
 from translearn.losses import BPRLoss, MSELoss
 from translearn.models import matrix_factorization
@@ -32,6 +33,19 @@ def _bpr(pos: float, neg: float) -> float:
     return -math.log(1.0 / (1.0 + math.exp(-(pos - neg))))
 
 
+def _facts(num_users: int, target_items: int, sources=("s",), target="t", counts=None):
+    """Facts for a hand-made model: every user has training rows in every domain."""
+    import numpy as np
+
+    from translearn.data.facts import DataFacts
+
+    domains = (*sources, target)
+    return DataFacts(target, tuple(sources), {d: np.ones(num_users, dtype=bool) for d in domains},
+                     {s: num_users for s in sources},
+                     np.zeros(target_items, dtype=np.int64) if counts is None else np.asarray(counts),
+                     {d: False for d in domains})
+
+
 BATCH = {
     "t": {"users": torch.tensor([0, 1]), "items": torch.tensor([0, 1]), "negatives": torch.tensor([[2], [0]])},
     "s": {"users": torch.tensor([1]), "items": torch.tensor([0]), "negatives": torch.tensor([[1]])},
@@ -49,7 +63,7 @@ def test_target_only_loss_is_bpr_on_the_target_batch():
 
 
 def test_joint_loss_is_source_plus_lambda_times_target():
-    strategy = Joint(_fixed_mf(), "t", ["s"], lam=0.5, loss=BPRLoss())
+    strategy = Joint(_fixed_mf(), "t", ["s"], lam=0.5, loss=BPRLoss(), facts=_facts(2, 3))
     loss_t = (_bpr(2, -1) + _bpr(0, 4)) / 2
     loss_s = _bpr(2 * 1, 2 * -1)  # user 1 (vector 2): pos source item 0 -> 2, neg item 1 -> -2
     out = strategy.compute_loss(BATCH)
@@ -61,9 +75,9 @@ def test_joint_loss_is_source_plus_lambda_times_target():
 
 def test_joint_rejects_a_negative_lambda_and_missing_sources():
     with pytest.raises(ValueError, match="strategy.lam"):
-        Joint(_fixed_mf(), "t", ["s"], lam=-1.0)
+        Joint(_fixed_mf(), "t", ["s"], lam=-1.0, facts=_facts(2, 3))
     with pytest.raises(ValueError, match="source_domains"):
-        Joint(_fixed_mf(), "t", [])
+        Joint(_fixed_mf(), "t", [], facts=_facts(2, 3))
 
 
 def test_mse_loss_needs_ratings():
@@ -104,7 +118,7 @@ def _val_ndcg(strategy_cls: type, similarity: float, target_per_user: float, see
     pl.seed_everything(seed, verbose=False)
     model = matrix_factorization(prepared.num_users, {d: prepared.num_items(d) for d in prepared.domains}, 8, 0.1)
     strategy = strategy_cls(model, "target", ["source"], optimizer=functools.partial(torch.optim.Adam, lr=0.01),
-                            ks=(10,), metrics=("ndcg",))
+                            ks=(10,), metrics=("ndcg",), facts=DataFacts.of(prepared))
     dm = CrossDomainDataModule(prepared, strategy.train_domains, batch_size=256, eval_batch_size=256, seed=seed)
     trainer = pl.Trainer(max_epochs=20, logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, num_sanity_val_steps=0, check_val_every_n_epoch=1000)
@@ -126,18 +140,18 @@ def test_joint_refuses_domains_without_shared_users():
     source = SyntheticSource(num_users=200, num_items=(50, 40), overlap=0.0, seed=1)
     prepared = prepare(source, "target", ["source"])
     model = matrix_factorization(prepared.num_users, {d: prepared.num_items(d) for d in prepared.domains}, 4)
-    strategy = Joint(model, "target", ["source"])
-    dm = CrossDomainDataModule(prepared, strategy.train_domains)
-    trainer = pl.Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False)
-    with pytest.raises(ValueError, match="no users in common"):
-        trainer.fit(strategy, dm)
+    with pytest.raises(ValueError, match="no users in common"):  # when it is built, before any training
+        Joint(model, "target", ["source"], facts=DataFacts.of(prepared))
+    with pytest.raises(TypeError, match="Joint needs facts=DataFacts.of"):  # it cannot skip the check
+        Joint(model, "target", ["source"])
 
 
 def test_popularity_ranks_by_training_counts(tmp_path, run_overrides):
     from translearn.strategies import Popularity
 
-    strategy = Popularity(_fixed_mf(), "t", ks=(1, 2), metrics=("hr",))
-    strategy.set_counts(torch.tensor([0, 0, 1, 2, 2, 2]).numpy())  # counts: item 0 -> 2, 1 -> 1, 2 -> 3
+    with pytest.raises(TypeError, match="facts=DataFacts.of"):
+        Popularity(_fixed_mf(), "t")
+    strategy = Popularity(_fixed_mf(), "t", ks=(1, 2), metrics=("hr",), facts=_facts(2, 3, counts=[2, 1, 3]))
     assert strategy.score_all(torch.tensor([0, 1])).tolist() == [[2.0, 1.0, 3.0]] * 2
     batch = {"users": torch.tensor([0]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
              "exclude_cols": torch.tensor([1]), "n_candidates": torch.tensor([2])}

@@ -6,6 +6,7 @@ usable without Hydra (see docs/python_api.md).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.data.datamodule import CrossDomainDataModule
+from translearn.data.facts import DataFacts
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
@@ -23,7 +25,7 @@ from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, preferred_loss
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
-from translearn.stage import StageSpec, stage_model
+from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
 
 
@@ -89,23 +91,30 @@ def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None
     """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained.
     ``loss``: the stage's training loss (default ``cfg.loss``; ``loss=auto`` needs the model family's choice,
     which ``build_strategy`` passes in)."""
-    spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
+    try:
+        spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key 'strategy.stage': {err}", config_key="strategy.stage") from err
     describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
     factory = _instantiate(cfg.model, "model")
+    probe = factory(num_users=1, num_items={prepared.target: 1})  # a tiny model: the family's preferences
+    if spec.batch_size is None:  # the main run's batch size for this model family
+        spec = replace(spec, batch_size=train_batch_size(cfg, probe))
     if loss is None:
         loss = _instantiate(cfg.loss, "loss")
-    if isinstance(loss, AutoLoss):  # called without a target model: build a tiny one to ask its preference
-        loss = preferred_loss(factory(num_users=1, num_items={prepared.target: 1}))
+    if isinstance(loss, AutoLoss):
+        loss = preferred_loss(probe)
+    devices = {k: _plain(v) for k, v in (cfg.get("trainer") or {}).items() if k in TRAINER_KEYS}
     return stage_model(factory, prepared, spec,
                        optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
                        cache_dir=cfg.paths.cache_dir, describe=describe,
-                       checkpoint=cfg.strategy.get("source_ckpt"))
+                       checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices)
 
 
 def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
                    source_model: Recommender | None = None) -> TransferStrategy:
-    """The strategy of ``cfg.strategy``; strategies that start from a source stage get ``source_model``
-    (built by ``build_source_model`` unless given)."""
+    """The strategy of ``cfg.strategy`` with ``facts=DataFacts.of(prepared)``; strategies that start from a
+    source stage get ``source_model`` (built by ``build_source_model`` unless given)."""
     node = {k: v for k, v in _plain(cfg.strategy).items() if k not in ("stage", "source_ckpt")}
     cls = strategy_class(cfg)
     if cls.refuses_sequences and model.needs_history:  # before a source stage is trained for nothing
@@ -116,8 +125,10 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         if source_model is None:
             source_model = build_source_model(cfg, prepared, build_loss(cfg, model))
         extra["source_model"] = source_model
-    return _instantiate(
-        OmegaConf.create(node), "strategy",
+    # The config's own keys go through Hydra; the built objects (model, facts, ...) are passed to the
+    # constructor directly (Hydra would try to turn a dataclass argument into config).
+    make = _instantiate(OmegaConf.create(node), "strategy", _partial_=True)
+    built = dict(
         model=model,
         target_domain=prepared.target,
         source_domains=list(prepared.sources),
@@ -127,8 +138,13 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
         repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
+        facts=DataFacts.of(prepared),
         **extra,
     )
+    try:
+        return make(**built)
+    except (TypeError, ValueError, KeyError) as err:
+        raise ConfigError(f"config key 'strategy' ({node.get('_target_', '?')}): {err}", config_key="strategy") from err
 
 
 def train_batch_size(cfg: DictConfig, model: Recommender) -> int:

@@ -1,10 +1,16 @@
-"""The source stage: a model trained before the transfer step, cached by content hash.
+"""The source stage: a model trained before the transfer step, selected on validation, cached by content hash.
 
 Fine-tuning, feature reuse and mapping start from a model trained on the source domains; distillation
 and fusion use a model that can also score target items (trained on sources + target training data,
 i.e. a joint model). ``stage_model`` trains it once and caches it under a key made of the prepared
 data's key, the model and training settings and the seed, so a sweep over the transfer step's own knobs
 (lambda, alpha, freeze lists, ...) reads the same stage model. Writes are atomic.
+
+Training runs through a Lightning ``Trainer`` on the main run's devices (``trainer=gpu``, DDP, precision)
+with early stopping: the stage holds out a validation slice of its own training rows (``views.stage_view``:
+each user's last row of the validated domain) and keeps the weights of its best epoch by NDCG@10 there.
+The main run's data stays whole. Under DDP every process runs the stage's trainer (the data is sharded,
+gradients are averaged: one model, trained once across the processes) and rank 0 writes the cache.
 """
 
 from __future__ import annotations
@@ -18,34 +24,49 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch import Tensor
 
 from translearn.cache import content_key, read_entry, write_entry
-from translearn.data.datamodule import TrainBatches
+from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepared import PreparedData
-from translearn.data.sequence_data import HistorySpec, SequenceTrainData, StreamBatchSampler
-from translearn.errors import DivergedError
+from translearn.data.sequence_data import HistorySpec
+from translearn.data.views import EmptySliceError
 from translearn.models.recommender import Recommender
+from translearn.strategies.base import TransferStrategy
 
 log = logging.getLogger(__name__)
-STAGE_VERSION = 2  # 2: the largest domain sets the epoch of multi-domain stages
+# 2: the largest domain sets the epoch of multi-domain stages; 3: Lightning trainer, early stopping on a
+# validation slice of the stage's own training rows, best epoch's weights
+STAGE_VERSION = 3
+MONITOR = "val/target/ndcg@10"
+TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "num_nodes")  # taken from the main run
 
 
 @dataclass(frozen=True)
 class StageSpec:
     """How the stage model is trained.
 
-    domains:       ``sources`` (source domains only) or ``all`` (sources + target training rows, joint)
-    max_epochs:    passes over the largest stage domain's training rows (the others proportionally)
-    lam:           target weight when ``domains='all'`` (``loss = loss_s + lam * loss_t``)
-    embedding_dim: the stage model's embedding size, when it differs from the target model's (a larger
-                   teacher for distillation); None keeps the model config's
+    domains:         ``sources`` (source domains only) or ``all`` (sources + target training rows, joint)
+    max_epochs:      at most this many passes over the largest stage domain's training rows
+    patience:        epochs without a better validation NDCG@10 before the stage stops (the best epoch's
+                     weights are kept); None trains ``max_epochs`` on all rows, without a validation slice
+    validate:        the domain whose slice validates the stage; None: the target under ``all`` (the
+                     teacher's job is to score target items), the first source under ``sources``
+    batch_size:      training rows (labelled positions for sequence models) per step; None: 2048 for id
+                     models, 256 for sequence models (the CLI passes the main run's)
+    lam:             target weight when ``domains='all'`` (``loss = loss_s + lam * loss_t``)
+    embedding_dim:   the stage model's embedding size, when it differs from the target model's (a larger
+                     teacher for distillation); None keeps the model config's
     """
 
     domains: str = "sources"
     max_epochs: int = 20
-    batch_size: int = 2048
+    patience: int | None = 5
+    validate: str | None = None
+    batch_size: int | None = None
+    eval_batch_size: int = 512
     num_negatives: int = 1
     lam: float = 1.0
     embedding_dim: int | None = None
@@ -58,11 +79,92 @@ class StageSpec:
             raise ValueError(f"strategy.stage.lam must be a finite number >= 0, got {self.lam}")
         if self.max_epochs < 1:
             raise ValueError(f"strategy.stage.max_epochs must be >= 1, got {self.max_epochs}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"strategy.stage.patience must be >= 1 or null, got {self.patience}")
+        for name in ("batch_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"strategy.stage.{name} must be >= 1, got {value}")
 
     def train_domains(self, prepared: PreparedData) -> list[str]:
         if not prepared.sources:
             raise ValueError("this strategy starts from a source-stage model, but data.source_domains is empty")
         return list(prepared.sources) + ([prepared.target] if self.domains == "all" else [])
+
+    def validate_domain(self, prepared: PreparedData) -> str:
+        domains = self.train_domains(prepared)
+        name = self.validate or (prepared.target if self.domains == "all" else prepared.sources[0])
+        if name not in domains:
+            raise ValueError(f"strategy.stage.validate={name!r} is not a domain the stage trains on "
+                             f"({', '.join(domains)})")
+        return name
+
+
+class StageTask(TransferStrategy):
+    """The stage's LightningModule: ``loss = sum_d weight_d * loss_d`` over the stage's domains (a source
+    stage: every weight 1; a joint stage: the target's is ``lam``), validated on the view's target."""
+
+    training_name = "source stage"
+
+    def __init__(self, model: Recommender, validate: str, domains: list[str], weights: Mapping[str, float],
+                 **kwargs: Any) -> None:
+        self.__dict__["_stage_domains"] = list(domains)  # read by train_domains inside the base __init__
+        super().__init__(model, validate, [d for d in domains if d != validate], **kwargs)
+        self.weights = {d: float(weights.get(d, 1.0)) for d in domains}
+
+    @property
+    def train_domains(self) -> list[str]:
+        return list(self.__dict__["_stage_domains"])
+
+    def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        per_domain = {d: self.domain_loss(d, batch[d]) for d in self.train_domains}
+        loss = sum(self.weights[d] * v for d, v in per_domain.items())
+        return {"loss": loss, **{f"loss/{d}": v for d, v in per_domain.items()}}
+
+
+class KeepBest(pl.Callback):
+    """Remembers the model weights of the best validation epoch (in memory, on CPU), puts them back at
+    the end of fit, and records each epoch's training loss and validation value."""
+
+    def __init__(self, monitor: str = MONITOR) -> None:
+        self.monitor = monitor
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.state: dict[str, Tensor] | None = None
+        self.history: list[dict[str, float]] = []
+        self._began = time.perf_counter()
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._began = time.perf_counter()
+
+    @staticmethod
+    def _epoch_loss(task: pl.LightningModule) -> float:
+        """This epoch's mean training loss so far (this process's rows), from the task's running sums."""
+        total = getattr(task, "_train_sums", {}).get("loss")
+        return float(total) / max(task._train_rows, 1) if total is not None else float("nan")
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.limit_val_batches:  # no validation slice: one line per epoch all the same
+            loss = self._epoch_loss(pl_module)
+            self.history.append({"epoch": trainer.current_epoch, "train_loss": loss})
+            log.info("stage epoch %d/%d loss %.4f %.1fs", trainer.current_epoch + 1, trainer.max_epochs, loss,
+                     time.perf_counter() - self._began)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        self.history.append({"epoch": trainer.current_epoch, "val": value, "train_loss": self._epoch_loss(pl_module)})
+        if self.best is None or value > self.best:
+            self.best, self.best_epoch = value, trainer.current_epoch
+            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
+        log.info("stage epoch %d/%d loss %.4f %s %.4f (best %.4f at epoch %d) %.1fs", trainer.current_epoch + 1,
+                 trainer.max_epochs, self.history[-1]["train_loss"], self.monitor, value, self.best,
+                 self.best_epoch + 1, time.perf_counter() - self._began)
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.state is not None:
+            pl_module.model.load_state_dict(self.state)
 
 
 ModelFactory = Callable[..., Recommender]
@@ -98,63 +200,63 @@ def load_model_weights(model: Recommender, path: str | Path) -> Recommender:
     return model
 
 
-def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
-                optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module) -> list[float]:
-    """Train ``model`` on the stage's domains with a plain loop (no Trainer, so it also runs inside a DDP
-    worker). Returns the mean training loss of each epoch."""
-    from translearn.strategies.joint import Joint
-    from translearn.strategies.source_only import SourceOnly
+def stage_batch_size(spec: StageSpec, model: Recommender) -> int:
+    """``spec.batch_size``, or the default of the model family (2048 rows, 256 sequence positions)."""
+    if spec.batch_size is not None:
+        return spec.batch_size
+    return 256 if HistorySpec.of(model) is not None else 2048
 
-    if spec.domains == "all":
-        task = Joint(model, prepared.target, list(prepared.sources), lam=spec.lam, loss=loss)
-    else:
-        task = SourceOnly(model, prepared.target, list(prepared.sources), loss=loss)
-    sequences = HistorySpec.of(model)
-    if sequences is None:
-        data = TrainBatches(prepared, task.train_domains, spec.num_negatives, spec.seed)
-        loader = DataLoader(data, batch_size=spec.batch_size, shuffle=True, collate_fn=lambda b: b,
-                            generator=torch.Generator().manual_seed(spec.seed))
-    else:  # one-pass sequence batches (a sequence model's stage)
-        negatives = spec.num_negatives if getattr(loss, "needs_negatives", True) else 0
-        seq_data = SequenceTrainData(prepared, sequences, task.train_domains, negatives, spec.seed)
-        sampler = StreamBatchSampler(seq_data, spec.batch_size, spec.seed)
-        loader = DataLoader(seq_data, batch_sampler=sampler, collate_fn=lambda b: b)
-    opt = optimizer(task.param_groups())
-    history = []
-    model.train()
-    for epoch in range(spec.max_epochs):
-        if sequences is not None:
-            sampler.set_epoch(epoch)
-        began = time.perf_counter()
-        total, rows = 0.0, 0
-        for step, batch in enumerate(loader):
-            out = task.compute_loss(batch)
-            if sequences is not None:
-                model.release()
-            if not torch.isfinite(out["loss"].detach()):
-                bad = [n for n, v in out.items() if n != "loss" and not torch.isfinite(v.detach()).all()]
-                raise DivergedError(f"the source stage diverged at epoch {epoch}, step {step}: non-finite "
-                                    f"{', '.join(bad or ['loss'])}; lower optimizer.lr")
-            opt.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            opt.step()
-            size = sum(len(part["users"]) for part in {id(p): p for p in batch.values()}.values())
-            total, rows = total + out["loss"].item() * size, rows + size
-        history.append(total / max(rows, 1))
-        log.info("stage epoch %d/%d loss %.4f %.1fs", epoch + 1, spec.max_epochs, history[-1],
-                 time.perf_counter() - began)
-    model.eval()
-    return history
+
+def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
+                optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module,
+                trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Train ``model`` on the stage's domains through a Lightning ``Trainer`` (``trainer``: its device
+    settings, by default one CPU process), early-stopped on the stage's validation slice unless
+    ``spec.patience`` is None. Returns what happened: ``{"epochs", "best_epoch", "best_val", "history"}``."""
+    domains = spec.train_domains(prepared)
+    validated = spec.patience is not None
+    validate = spec.validate_domain(prepared)
+    try:
+        view = prepared.stage_view(domains, validate, spec.seed, hold_out=validated)
+    except EmptySliceError as err:
+        log.warning("%s: the stage trains all %d epochs without validation", err, spec.max_epochs)
+        validated = False
+        view = prepared.stage_view(domains, validate, spec.seed, hold_out=False)
+    weights = {prepared.target: spec.lam} if spec.domains == "all" else {}
+    task = StageTask(model, validate, domains, weights, optimizer=optimizer, loss=loss, ks=(10,), metrics=("ndcg",))
+    history = HistorySpec.of(model)
+    negatives = spec.num_negatives
+    if history is not None and not getattr(loss, "needs_negatives", True):
+        negatives = 0  # a full-softmax sequence loss samples nothing
+    data = CrossDomainDataModule(view, domains, batch_size=stage_batch_size(spec, model), num_negatives=negatives,
+                                 eval_batch_size=spec.eval_batch_size, seed=spec.seed, history=history)
+    best = KeepBest()
+    callbacks: list[pl.Callback] = [best]
+    if validated:
+        callbacks.append(pl.callbacks.EarlyStopping(MONITOR, patience=spec.patience, mode="max",
+                                                    check_on_train_epoch_end=False))
+    settings = {k: v for k, v in (trainer or {}).items() if k in TRAINER_KEYS and v is not None}
+    runner = pl.Trainer(max_epochs=spec.max_epochs, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+                        use_distributed_sampler=False, callbacks=callbacks,
+                        limit_val_batches=1.0 if validated else 0, **settings)
+    runner.fit(task, datamodule=data)
+    model.cpu().eval()
+    return {"epochs": runner.current_epoch, "best_epoch": best.best_epoch, "best_val": best.best,
+            "history": best.history, "validated_on": validate if validated else None,
+            "world_size": runner.world_size, "is_global_zero": runner.is_global_zero}
 
 
 def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
                 optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module,
                 cache_dir: str | Path | None = None, describe: Mapping[str, Any] | None = None,
-                checkpoint: str | Path | None = None) -> Recommender:
+                checkpoint: str | Path | None = None, trainer: Mapping[str, Any] | None = None) -> Recommender:
     """The stage model: from ``checkpoint`` if given, else from the cache, else trained (and cached).
 
     ``describe`` holds JSON-able descriptions of the factory, optimiser and loss settings for the cache
     key (the CLI passes the resolved config nodes); without it the model is trained but not cached.
+    ``trainer``: the main run's device settings (accelerator, devices, strategy, precision); they do not
+    enter the cache key (a model trained on a GPU serves a CPU run alike).
     """
     # The stage draws from its own seeded RNG stream, so the run that trains it and the runs that read
     # it from the cache leave the global RNG in the same state (and produce the same target model).
@@ -172,13 +274,13 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
                 log.info("source-stage model read from cache %s", entry)
                 return cached
         start = time.time()
-        losses = train_stage(model, prepared, spec, optimizer, loss)
-    log.info("source stage (%s, %d epochs) trained in %.1fs, final loss %.4f", spec.domains, spec.max_epochs,
-             time.time() - start, losses[-1])
-    if entry is not None:
+        result = train_stage(model, prepared, spec, optimizer, loss, trainer)
+    log.info("source stage (%s) trained in %.1fs: %d epochs, best %s %s at epoch %d", spec.domains,
+             time.time() - start, result["epochs"], MONITOR, result["best_val"], result["best_epoch"])
+    if entry is not None and result.pop("is_global_zero"):
         def write(folder: Path) -> None:
             torch.save(model.state_dict(), folder / "model.pt")
-            meta = {"spec": asdict(spec), "losses": losses, "data_key": prepared.key, **(describe or {})}
+            meta = {"spec": asdict(spec), "data_key": prepared.key, **result, **(describe or {})}
             (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
         write_entry(entry, write)

@@ -19,7 +19,7 @@ import json
 import torch
 from common import bench_peer, bench_translearn, ratios
 
-OVERRIDES = ["data=arts_office", "strategy=target_only", "model=sasrec", "loss=ce", "data.batch_size=256",
+OVERRIDES = ["data=arts_office", "strategy=target_only", "model=sasrec", "loss=ce", "data.sequence_batch_size=256",
              "optimizer.lr=0.001", "logger=none", "callbacks=none",
              "evaluation.metrics=[recall,ndcg,mrr,hr]"]  # RecBole's metric set, at 10 and 20
 

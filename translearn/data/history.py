@@ -15,7 +15,8 @@ This is the one place where "no peeking" is enforced for models that read a user
   and every source row. A target valid or test item is never an input or a label.
 
 The index must follow the split's order: target rows are ranked with ``user_positions``, the function the
-splits use, so a change of the split's tie rule moves the index with it.
+splits use, under the split's tie rule (``PreparedData.ties``, recorded by ``prepare``), so a change of the
+tie rule moves the index with it.
 
 Tokens: 0 is padding; item ``i`` of domain ``domains[d]`` is ``offsets[d] + i + 1``. ``domains`` lists the
 sources first and the target LAST (``PreparedData.domains``); under ``scope="target"`` it is ``(target,)``.
@@ -129,7 +130,7 @@ class HistoryIndex:
             if inter.order is None:
                 raise HistoryError(f"sequence models need an order key (timestamp or position), but domain "
                                    f"{name!r} has none (its data source gives no order)")
-            perm, pos, _ = user_positions(inter, seed)
+            perm, pos, _ = user_positions(inter, seed, prepared.ties)
             rank = np.empty(len(inter), dtype=np.int64)
             rank[perm] = pos
             is_target = name == prepared.target

@@ -25,8 +25,9 @@ from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
 from translearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 4  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
-# rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index)
+FORMAT_VERSION = 5  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
+# rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index); 5: the
+# manifest records the tie rule (histories follow it)
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
@@ -125,7 +126,8 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     if isinstance(protocol, SampledNegatives):
         negatives = _eval_negatives(data, target, roles, protocol.num_negatives, seed)
     lines = tuple(line for r in reports for line in r.lines())
-    return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__)
+    return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__,
+                        getattr(split, "ties", "file_order"))
 
 
 def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:

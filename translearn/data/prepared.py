@@ -22,6 +22,7 @@ class PreparedData:
     roles:          int8 [N_target] TRAIN / VALID / TEST per target interaction (sources are all train)
     eval_negatives: {"valid": int64 [n_valid_rows, K], "test": ...} for the sampled protocol, row-aligned
                     with ``held_out(role)``; empty under full ranking
+    ties:           the split's tie rule for equal order keys (``splits.TIES``): histories follow it too
     """
 
     data: CrossDomainData
@@ -32,6 +33,7 @@ class PreparedData:
     report: tuple[str, ...] = ()
     key: str = ""
     split_name: str = ""
+    ties: str = "file_order"
 
     @property
     def num_users(self) -> int:
@@ -79,7 +81,7 @@ class PreparedData:
 
     def manifest(self) -> dict:
         return {"key": self.key, "target": self.target, "sources": list(self.sources),
-                "split": self.split_name, "stats": self.stats(), "report": list(self.report)}
+                "split": self.split_name, "ties": self.ties, "stats": self.stats(), "report": list(self.report)}
 
     # ---- on-disk format -------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
@@ -129,7 +131,14 @@ class PreparedData:
             domains[name] = Domain(name, inter, a[f"{name}/item_ids"], text, attrs)
         negatives = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("negatives/")}
         return cls(CrossDomainData(a["user_ids"], domains), meta["target"], tuple(meta["sources"]),
-                   a["roles"], negatives, tuple(meta["report"]), meta["key"], meta.get("split", ""))
+                   a["roles"], negatives, tuple(meta["report"]), meta["key"], meta.get("split", ""),
+                   meta.get("ties", "file_order"))
+
+    def stage_view(self, domains: list[str], validate: str, seed: int = 0, hold_out: bool = True) -> PreparedData:
+        """The data a source stage trains and validates on (see ``views.stage_view``)."""
+        from translearn.data.views import stage_view
+
+        return stage_view(self, domains, validate, seed, hold_out)
 
 
 def _pack_strings(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

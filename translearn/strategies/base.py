@@ -16,6 +16,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
@@ -36,6 +37,9 @@ class TransferStrategy(pl.LightningModule):
     scheduler:      optional partial of a LR scheduler, called with the optimiser
     loss:           BPRLoss / BCELoss / SampledSoftmaxLoss (pos [B], neg [B, N]) or MSELoss (pred, rating)
     ks, metrics:    cut-offs and metric names for evaluation (see ``translearn.metrics``)
+    facts:          ``DataFacts.of(prepared)``: facts about the training data that some strategies need
+                    (their constructors raise a TypeError without it); with it, a loss that needs ratings
+                    is checked against the data when the strategy is built
     repeats:        full ranking, a held-out item the user also has among the known (masked) items:
                     ``mask`` (default) masks it with the rest of the known items, so it ranks last among
                     the candidates (after every unmasked item: a miss at any k below the candidate count,
@@ -46,19 +50,21 @@ class TransferStrategy(pl.LightningModule):
     uses_source_model: ClassVar[bool] = False  # whether it starts from a source-stage model (``source_model``)
     # why the strategy cannot work with a model that reads histories (None: it can)
     refuses_sequences: ClassVar[str | None] = None
+    # what a divergence message calls this training ("the source stage" for a stage model)
+    training_name: ClassVar[str] = "training"
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"),
-                 repeats: str = "mask") -> None:
+                 repeats: str = "mask", facts: DataFacts | None = None) -> None:
         if repeats not in REPEATS:
             raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         if self.refuses_sequences and getattr(model, "needs_history", 0):
             raise ConfigError(f"strategy {type(self).__name__} does not work with sequence models: "
                              f"{self.refuses_sequences}")
         super().__init__()
-        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model"])
+        self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model", "facts"])
         self.model = model
         self.target_domain = target_domain
         self.source_domains = list(source_domains)
@@ -67,6 +73,11 @@ class TransferStrategy(pl.LightningModule):
         self.loss_fn = loss if loss is not None else BPRLoss()
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
+        self.facts = facts
+        if facts is not None and getattr(self.loss_fn, "needs_ratings", False):
+            for domain in self.train_domains:
+                if not facts.has_ratings.get(domain, False):
+                    raise self._no_ratings(domain)
         self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
         self.repeats = repeats
         self._scratch: dict[str, Tensor] = {}
@@ -107,17 +118,11 @@ class TransferStrategy(pl.LightningModule):
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
 
     def setup(self, stage: str) -> None:
-        """Checks against the data module's data, and thread count: under CPU DDP the cores are split
-        between the processes (two processes with two OpenMP threads each on two cores spin against
-        each other and run many times slower)."""
+        """Thread count: under CPU DDP the cores are split between the processes (two processes with two
+        OpenMP threads each on two cores spin against each other and run many times slower)."""
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
-        prepared = getattr(getattr(trainer, "datamodule", None), "prepared", None)
-        if prepared is not None and getattr(self.loss_fn, "needs_ratings", False):
-            for domain in self.train_domains:
-                if prepared.train(domain).ratings is None:
-                    raise self._no_ratings(domain)
 
     def _no_ratings(self, domain: str) -> ConfigError:
         return ConfigError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
@@ -193,8 +198,8 @@ class TransferStrategy(pl.LightningModule):
             return
         bad = [n for n, v in values.items() if n != "loss" and not torch.isfinite(v).all()] or ["loss"]
         shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
-        raise DivergedError(f"training diverged at epoch {self.current_epoch}, {where}: non-finite {shown}; "
-                            "lower optimizer.lr or check the strategy's weights")
+        raise DivergedError(f"{self.training_name} diverged at epoch {self.current_epoch}, {where}: non-finite "
+                            f"{shown}; lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:
         self._train_sums, self._train_rows = {}, 0

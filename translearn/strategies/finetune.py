@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.data.facts import DataFacts, require_facts
 from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
@@ -42,14 +43,25 @@ class FineTune(TransferStrategy):
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, freeze: Sequence[str] = (), l2sp: float = 0.0,
-                 transferred_lr_scale: float = 1.0, **kwargs: Any) -> None:
+                 transferred_lr_scale: float = 1.0, facts: DataFacts | None = None, **kwargs: Any) -> None:
         if source_model is None:
             raise ValueError("fine-tuning needs a source_model (the source stage, or strategy.source_ckpt)")
         check_finite(l2sp=l2sp, transferred_lr_scale=transferred_lr_scale)
         if l2sp < 0 or transferred_lr_scale <= 0:
             raise ValueError(f"strategy.l2sp must be >= 0 and strategy.transferred_lr_scale > 0, "
                              f"got {l2sp} and {transferred_lr_scale}")
-        super().__init__(model, target_domain, source_domains, **kwargs)
+        frozen_users = [n for n in freeze if n == "user_encoder" or n.startswith("user_encoder.")]
+        if frozen_users:
+            # Model fixing of the user side: refused when no target user has source data (their frozen
+            # vectors would be the source model's untouched random initialisation).
+            facts = require_facts(facts, "FineTune with a frozen user_encoder",
+                                  "it refuses when no target user has source data")
+            if not any(facts.shared_users.get(s, 0) for s in source_domains):
+                raise ValueError(f"strategy.freeze={list(freeze)} keeps the source model's user vectors fixed, but "
+                                 f"the target {target_domain!r} shares 0 users with {list(source_domains)}: every "
+                                 "target user would keep a frozen, never-trained vector; drop user_encoder from "
+                                 "strategy.freeze or use a strategy that bridges by content")
+        super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.transferred = copy_matching(model, source_model)
         if not self.transferred:
             raise ValueError("no parameter of the source model matches the target model (names and shapes); "
@@ -65,23 +77,6 @@ class FineTune(TransferStrategy):
                 options = ", ".join(n for n in modules if n and n.count(".") <= 1 and not n.startswith("head."))
                 raise ValueError(f"strategy.freeze: the model has no submodule {name!r}; top-level ones: {options}")
             modules[name].requires_grad_(False)
-
-    def setup(self, stage: str) -> None:
-        """Refuse model fixing of the user side when no target user has source data: their frozen
-        vectors would be the source model's untouched random initialisation."""
-        super().setup(stage)
-        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
-        frozen = [n for n in self.freeze if n == "user_encoder" or n.startswith("user_encoder.")]
-        if prepared is None or not frozen:
-            return
-        shared = set()
-        for source in self.source_domains:
-            shared.update(int(u) for u in prepared.overlap(source))
-        if not shared:
-            raise ValueError(f"strategy.freeze={self.freeze} keeps the source model's user vectors fixed, but the "
-                             f"target {self.target_domain!r} shares 0 users with {self.source_domains}: every "
-                             "target user would keep a frozen, never-trained vector; drop user_encoder from "
-                             "strategy.freeze or use a strategy that bridges by content")
 
     def param_groups(self) -> list[dict]:
         named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]

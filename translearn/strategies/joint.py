@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.data.facts import DataFacts, require_facts
 from translearn.errors import ConfigError, check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
@@ -26,7 +27,7 @@ class Joint(TransferStrategy):
     uses_sources = True
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
-                 lam: float = 1.0, weighting: str = "fixed", **kwargs: Any) -> None:
+                 lam: float = 1.0, weighting: str = "fixed", facts: DataFacts | None = None, **kwargs: Any) -> None:
         check_finite(lam=lam)
         if lam < 0:
             raise ValueError(f"strategy.lam must be >= 0 (it weights the target loss), got {lam}")
@@ -34,21 +35,15 @@ class Joint(TransferStrategy):
             raise ValueError(f"strategy.weighting must be 'fixed' or 'uncertainty', got {weighting!r}")
         if not source_domains:
             raise ValueError("the joint strategy needs at least one source domain (data.source_domains is empty)")
-        super().__init__(model, target_domain, source_domains, **kwargs)
+        facts = require_facts(facts, "Joint", "it refuses domains that share no users")
+        for source in source_domains:
+            if facts.shared_users.get(source, 0) == 0:
+                raise ConfigError(f"joint training shares user vectors across domains, but the source {source!r} "
+                                  f"and the target {target_domain!r} have no users in common; use a strategy "
+                                  "that bridges by content, or target_only", config_key="strategy")
+        super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.lam, self.weighting = lam, weighting
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        datamodule = getattr(self._trainer, "datamodule", None)
-        prepared = getattr(datamodule, "prepared", None)
-        if prepared is None:
-            return
-        for source in self.source_domains:
-            if len(prepared.overlap(source)) == 0:
-                raise ConfigError(f"joint training shares user vectors across domains, but the source {source!r} "
-                                  f"and the target {self.target_domain!r} have no users in common; use a strategy "
-                                  "that bridges by content, or target_only", config_key="strategy")
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         per_source = {d: self.domain_loss(d, batch[d]) for d in self.source_domains}

@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from translearn.data.facts import DataFacts, require_facts
 from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.models.reuse import MappedUserEncoder
@@ -38,7 +39,9 @@ class Mapping(TransferStrategy):
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, mapper: str = "mlp", hidden_dim: int | None = None,
-                 beta: float = 1.0, map_batch_size: int = 1024, **kwargs: Any) -> None:
+                 beta: float = 1.0, map_batch_size: int = 1024, facts: DataFacts | None = None,
+                 **kwargs: Any) -> None:
+        facts = require_facts(facts, "Mapping", "it maps only users with source data onto target users")
         if source_model is None:
             raise ValueError("mapping needs a source_model (the source stage, or strategy.source_ckpt)")
         check_finite(beta=beta)
@@ -51,9 +54,14 @@ class Mapping(TransferStrategy):
         with torch.no_grad():
             source = source_model.user_vectors(torch.arange(own.num))
         model.user_encoder = MappedUserEncoder(own, source, make_mapper(source.shape[1], own.dim, mapper, hidden_dim))
-        super().__init__(model, target_domain, source_domains, **kwargs)
+        super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.beta, self.map_batch_size = beta, map_batch_size
         self.register_buffer("map_users", torch.zeros(0, dtype=torch.long), persistent=False)
+        has_target = facts.users_with_training_data([target_domain])
+        has_source = facts.users_with_training_data(list(source_domains))
+        if not (has_target & has_source).any():
+            raise ValueError("mapping needs users with both source data and target training data; there are none")
+        self.set_users(has_target, has_source)
 
     def set_users(self, has_target_train: np.ndarray, has_source: np.ndarray) -> None:
         """Which users own a target vector, and which of them train the mapping ([U] bool arrays)."""
@@ -61,21 +69,10 @@ class Mapping(TransferStrategy):
         encoder.has_own.copy_(torch.from_numpy(has_target_train))
         self.map_users = torch.from_numpy(np.flatnonzero(has_target_train & has_source)).to(encoder.has_own.device)
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
-        if prepared is None:
-            return
-        has_target = prepared.users_with_training_data([self.target_domain])
-        has_source = prepared.users_with_training_data(self.source_domains)
-        if not (has_target & has_source).any():
-            raise ValueError("mapping needs users with both source data and target training data; there are none")
-        self.set_users(has_target, has_source)
-
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         loss_t = self.domain_loss(self.target_domain, batch[self.target_domain])
         if len(self.map_users) == 0:
-            raise RuntimeError("Mapping.set_users was not called (it runs in setup() with the data module)")
+            raise RuntimeError("Mapping has no users to map (set_users was given none)")
         pick = torch.randint(0, len(self.map_users), (self.map_batch_size,), device=self.map_users.device)
         users = self.map_users[pick]
         encoder = self.model.user_encoder

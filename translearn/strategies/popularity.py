@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from translearn.data.facts import DataFacts, require_facts
 from translearn.models.recommender import Query, query_users
 from translearn.strategies.base import TransferStrategy
 
@@ -16,19 +17,18 @@ class Popularity(TransferStrategy):
     A transfer result should beat this as well as ``target_only``; under ``data.split=cold_start`` it is
     the natural floor for users without target history."""
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, *args, facts: DataFacts | None = None, **kwargs) -> None:
+        facts = require_facts(facts, "Popularity", "it scores items by their training counts")
+        super().__init__(*args, facts=facts, **kwargs)
         self.automatic_optimization = False
         self.register_buffer("counts", torch.zeros(self.model.item_encoder(self.target_domain).num))
-
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        prepared = getattr(getattr(self._trainer, "datamodule", None), "prepared", None)
-        if prepared is not None:
-            self.set_counts(prepared.train(self.target_domain).items)
+        if len(facts.target_item_counts) != len(self.counts):
+            raise ValueError(f"facts count {len(facts.target_item_counts)} target items, the model has "
+                             f"{len(self.counts)}")
+        self.counts.copy_(torch.from_numpy(facts.target_item_counts.astype(np.float32)))
 
     def set_counts(self, items: np.ndarray) -> None:
-        """Count the given training item indices [N]."""
+        """Count the given training item indices [N] instead (replaces the counts of ``facts``)."""
         counts = np.bincount(items, minlength=len(self.counts)).astype(np.float32)
         self.counts.copy_(torch.from_numpy(counts))
 

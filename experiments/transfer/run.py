@@ -66,7 +66,7 @@ PLANS = {
     "arts_office": (["experiment=arts_office"],
                     [r for r in ROWS if r not in ("mapping (EMCDR)", *TEACHER_ROWS, *SEQUENCE_ROWS)], {}),
     # the data preset alone (experiment=arts_office would set model=mf): trainer and stopping defaults
-    "arts_office_sequences": (["data=arts_office"], SEQUENCE_ROWS, {}),
+    "arts_office_sequences": (["data=arts_office"], [*SEQUENCE_ROWS, "SASRec, Office history, batch 2048"], {}),
     "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"],
                              [r for r in ROWS if r not in ("mapping (EMCDR)", *SEQUENCE_ROWS)], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],

@@ -275,8 +275,10 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
                 return cached
         start = time.time()
         result = train_stage(model, prepared, spec, optimizer, loss, trainer)
-    log.info("source stage (%s) trained in %.1fs: %d epochs, best %s %s at epoch %d", spec.domains,
-             time.time() - start, result["epochs"], MONITOR, result["best_val"], result["best_epoch"])
+    best = "no validation" if result["best_val"] is None else \
+        f"best {MONITOR} {result['best_val']:.4f} at epoch {result['best_epoch'] + 1}"
+    log.info("source stage (%s) trained in %.1fs: %d epochs, %s", spec.domains, time.time() - start,
+             result["epochs"], best)
     if entry is not None and result.pop("is_global_zero"):
         def write(folder: Path) -> None:
             torch.save(model.state_dict(), folder / "model.pt")

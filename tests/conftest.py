@@ -86,3 +86,19 @@ def run_overrides(tmp_path):
         "data.eval_batch_size=64", "trainer.max_epochs=2", f"paths.cache_dir={tmp_path / 'cache'}",
         f"paths.log_dir={tmp_path / 'logs'}",
     ]
+
+
+@pytest.fixture
+def hand_facts():
+    """Factory: ``hand_facts(num_users, target_items, sources=("s",), target="t", counts=None)`` -> ``DataFacts``
+    for a hand-made model in which every user has training rows in every domain."""
+    from translearn.data.facts import DataFacts
+
+    def make(num_users: int, target_items: int, sources=("s",), target="t", counts=None) -> DataFacts:
+        domains = (*sources, target)
+        return DataFacts(target, tuple(sources), {d: np.ones(num_users, dtype=bool) for d in domains},
+                         {s: num_users for s in sources},
+                         np.zeros(target_items, dtype=np.int64) if counts is None else np.asarray(counts),
+                         {d: False for d in domains})
+
+    return make

@@ -33,18 +33,6 @@ def _bpr(pos: float, neg: float) -> float:
     return -math.log(1.0 / (1.0 + math.exp(-(pos - neg))))
 
 
-def _facts(num_users: int, target_items: int, sources=("s",), target="t", counts=None):
-    """Facts for a hand-made model: every user has training rows in every domain."""
-    import numpy as np
-
-    from translearn.data.facts import DataFacts
-
-    domains = (*sources, target)
-    return DataFacts(target, tuple(sources), {d: np.ones(num_users, dtype=bool) for d in domains},
-                     {s: num_users for s in sources},
-                     np.zeros(target_items, dtype=np.int64) if counts is None else np.asarray(counts),
-                     {d: False for d in domains})
-
 
 BATCH = {
     "t": {"users": torch.tensor([0, 1]), "items": torch.tensor([0, 1]), "negatives": torch.tensor([[2], [0]])},
@@ -62,8 +50,8 @@ def test_target_only_loss_is_bpr_on_the_target_batch():
     assert strategy.train_domains == ["t"]
 
 
-def test_joint_loss_is_source_plus_lambda_times_target():
-    strategy = Joint(_fixed_mf(), "t", ["s"], lam=0.5, loss=BPRLoss(), facts=_facts(2, 3))
+def test_joint_loss_is_source_plus_lambda_times_target(hand_facts):
+    strategy = Joint(_fixed_mf(), "t", ["s"], lam=0.5, loss=BPRLoss(), facts=hand_facts(2, 3))
     loss_t = (_bpr(2, -1) + _bpr(0, 4)) / 2
     loss_s = _bpr(2 * 1, 2 * -1)  # user 1 (vector 2): pos source item 0 -> 2, neg item 1 -> -2
     out = strategy.compute_loss(BATCH)
@@ -73,11 +61,11 @@ def test_joint_loss_is_source_plus_lambda_times_target():
     assert strategy.train_domains == ["t", "s"]
 
 
-def test_joint_rejects_a_negative_lambda_and_missing_sources():
+def test_joint_rejects_a_negative_lambda_and_missing_sources(hand_facts):
     with pytest.raises(ValueError, match="strategy.lam"):
-        Joint(_fixed_mf(), "t", ["s"], lam=-1.0, facts=_facts(2, 3))
+        Joint(_fixed_mf(), "t", ["s"], lam=-1.0, facts=hand_facts(2, 3))
     with pytest.raises(ValueError, match="source_domains"):
-        Joint(_fixed_mf(), "t", [], facts=_facts(2, 3))
+        Joint(_fixed_mf(), "t", [], facts=hand_facts(2, 3))
 
 
 def test_mse_loss_needs_ratings():
@@ -146,12 +134,12 @@ def test_joint_refuses_domains_without_shared_users():
         Joint(model, "target", ["source"])
 
 
-def test_popularity_ranks_by_training_counts(tmp_path, run_overrides):
+def test_popularity_ranks_by_training_counts(hand_facts, tmp_path, run_overrides):
     from translearn.strategies import Popularity
 
     with pytest.raises(TypeError, match="facts=DataFacts.of"):
         Popularity(_fixed_mf(), "t")
-    strategy = Popularity(_fixed_mf(), "t", ks=(1, 2), metrics=("hr",), facts=_facts(2, 3, counts=[2, 1, 3]))
+    strategy = Popularity(_fixed_mf(), "t", ks=(1, 2), metrics=("hr",), facts=hand_facts(2, 3, counts=[2, 1, 3]))
     assert strategy.score_all(torch.tensor([0, 1])).tolist() == [[2.0, 1.0, 3.0]] * 2
     batch = {"users": torch.tensor([0]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
              "exclude_cols": torch.tensor([1]), "n_candidates": torch.tensor([2])}

@@ -32,18 +32,6 @@ TARGET_BATCH = {"t": {"users": torch.tensor([0, 1]), "items": torch.tensor([0, 1
                       "negatives": torch.tensor([[2], [0]])}}
 
 
-def _facts(num_users: int, target_items: int, sources=("s",), target="t", counts=None):
-    """Facts for a hand-made model: every user has training rows in every domain."""
-    import numpy as np
-
-    from translearn.data.facts import DataFacts
-
-    domains = (*sources, target)
-    return DataFacts(target, tuple(sources), {d: np.ones(num_users, dtype=bool) for d in domains},
-                     {s: num_users for s in sources},
-                     np.zeros(target_items, dtype=np.int64) if counts is None else np.asarray(counts),
-                     {d: False for d in domains})
-
 
 def _source():
     return _mf([0.5, -1.0], {"s": [1.0, 2.0]})
@@ -73,10 +61,10 @@ def test_finetune_copies_shared_weights_and_l2sp_is_the_squared_distance():
     assert out["loss"].item() == pytest.approx(out["loss_t"].item() + 0.1 * 0.25, rel=1e-5)
 
 
-def test_model_fixing_freezes_named_submodules_and_scales_transferred_lr():
+def test_model_fixing_freezes_named_submodules_and_scales_transferred_lr(hand_facts):
     target = _mf([9.0, 9.0], {"t": [2.0, 0.0, -1.0]})
     strategy = FineTune(target, "t", ["s"], source_model=_source(), freeze=["user_encoder"],
-                        facts=_facts(2, 3))
+                        facts=hand_facts(2, 3))
     before_users, before_items = target.user_encoder.weight.clone(), target.item_encoders["t"].weight.clone()
     _step(strategy)
     assert torch.equal(target.user_encoder.weight, before_users)
@@ -144,10 +132,10 @@ def test_distillation_also_teaches_users_outside_the_batch():
     assert student.user_encoder.weight.grad[others].abs().sum() > 0
 
 
-def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vectors_frozen():
+def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vectors_frozen(hand_facts):
     target = _mf([3.0, 4.0], {"t": [2.0, 0.0, -1.0]})
     strategy = FeatureReuse(target, "t", ["s"], source_model=_source(), combine="concat",
-                            facts=_facts(2, 3))
+                            facts=hand_facts(2, 3))
     encoder = target.user_encoder
     assert encoder.frozen.flatten().tolist() == [0.5, -1.0]
     # output = W [frozen ; own] with W = [0.01 * r, 1] at the start
@@ -157,7 +145,7 @@ def test_feature_reuse_concat_starts_from_the_own_embedding_and_keeps_source_vec
     _step(strategy)
     assert encoder.frozen.flatten().tolist() == [0.5, -1.0]
     gated = FeatureReuse(_mf([1.0, 1.0], {"t": [1.0]}), "t", ["s"], source_model=_source(), combine="gate",
-                         facts=_facts(2, 1))
+                         facts=hand_facts(2, 1))
     enc = gated.model.user_encoder
     with torch.no_grad():  # P = 2, gate G = [1 (source), 0.5 (own)], bias -0.25
         enc.project.weight.fill_(2.0)
@@ -198,11 +186,11 @@ def test_fusion_picks_the_weight_on_validation_and_uses_it_for_test():
     assert strategy.eval_metrics["test"]["hr@1"].compute().item() == 1.0
 
 
-def test_mapping_loss_and_cold_users_use_the_mapped_vector():
+def test_mapping_loss_and_cold_users_use_the_mapped_vector(hand_facts):
     target = _mf([2.0, 2.5, 0.0], {"t": [2.0, 0.0, -1.0]})
     source = _mf([1.0, 2.0, 4.0], {"s": [1.0]})
     strategy = Mapping(target, "t", ["s"], source_model=source, mapper="linear", beta=0.5, map_batch_size=64,
-                       loss=BPRLoss(), facts=_facts(3, 3))
+                       loss=BPRLoss(), facts=hand_facts(3, 3))
     encoder = target.user_encoder
     with torch.no_grad():
         encoder.mapper.weight.fill_(1.5)
@@ -222,10 +210,10 @@ def test_mapping_loss_and_cold_users_use_the_mapped_vector():
     assert vectors == pytest.approx([2.0, 2.5, 6.0])  # user 2 is cold: 1.5 * 4.0
 
 
-def test_joint_uncertainty_weighting_formula():
+def test_joint_uncertainty_weighting_formula(hand_facts):
     model = _mf([1.0, 2.0], {"t": [2.0, 0.0, -1.0], "s": [1.0, -1.0]})
     strategy = Joint(model, "t", ["s"], lam=1.0, weighting="uncertainty", loss=BPRLoss(),
-                     facts=_facts(2, 3))
+                     facts=hand_facts(2, 3))
     with torch.no_grad():
         strategy.log_vars.copy_(torch.tensor([0.5, -0.2]))
     batch = {**TARGET_BATCH, "s": {"users": torch.tensor([1]), "items": torch.tensor([0]),

@@ -22,7 +22,7 @@ from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
-from translearn.losses import AutoLoss, preferred_loss
+from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
@@ -156,13 +156,10 @@ def train_batch_size(cfg: DictConfig, model: Recommender) -> int:
 
 
 def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
-    history = HistorySpec.of(strategy.model)
-    num_negatives = int(cfg.data.num_negatives)
-    if history is not None and not getattr(strategy.loss_fn, "needs_negatives", True):
-        num_negatives = 0  # a full-softmax sequence loss samples nothing
+    num_negatives = negatives_to_sample(int(cfg.data.num_negatives), strategy.model, strategy.loss_fn)
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
-                                 seed=int(cfg.seed), history=history)
+                                 seed=int(cfg.seed), history=HistorySpec.of(strategy.model))
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

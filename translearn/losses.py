@@ -136,3 +136,11 @@ def preferred_loss(model: nn.Module) -> nn.Module:
     """The loss a model trains best with by default: ``model.preferred_loss`` (``"ce"``: full softmax, as
     sequence models use), else BPR (id models)."""
     return CrossEntropyLoss() if getattr(model, "preferred_loss", "bpr") == "ce" else BPRLoss()
+
+
+def negatives_to_sample(num_negatives: int, model: nn.Module, loss: nn.Module) -> int:
+    """Negatives per training row the data should draw: none for a sequence model whose loss needs none
+    (full softmax scores every item), else ``num_negatives`` (id models keep their sampler as configured)."""
+    if getattr(model, "needs_history", 0) and not getattr(loss, "needs_negatives", True):
+        return 0
+    return num_negatives

@@ -33,6 +33,7 @@ from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
 from translearn.data.views import EmptySliceError
+from translearn.losses import negatives_to_sample
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -224,12 +225,9 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
         view = prepared.stage_view(domains, validate, spec.seed, hold_out=False)
     weights = {prepared.target: spec.lam} if spec.domains == "all" else {}
     task = StageTask(model, validate, domains, weights, optimizer=optimizer, loss=loss, ks=(10,), metrics=("ndcg",))
-    history = HistorySpec.of(model)
-    negatives = spec.num_negatives
-    if history is not None and not getattr(loss, "needs_negatives", True):
-        negatives = 0  # a full-softmax sequence loss samples nothing
-    data = CrossDomainDataModule(view, domains, batch_size=stage_batch_size(spec, model), num_negatives=negatives,
-                                 eval_batch_size=spec.eval_batch_size, seed=spec.seed, history=history)
+    data = CrossDomainDataModule(view, domains, batch_size=stage_batch_size(spec, model),
+                                 num_negatives=negatives_to_sample(spec.num_negatives, model, loss),
+                                 eval_batch_size=spec.eval_batch_size, seed=spec.seed, history=HistorySpec.of(model))
     best = KeepBest()
     callbacks: list[pl.Callback] = [best]
     if validated:

@@ -18,8 +18,8 @@ $(VENV)/.installed: pyproject.toml
 	@echo "==> [2/3] torch ($(TORCH_SPEC)): skipped when already importable; the first download takes a minute"
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --progress-bar on $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	@echo "==> [3/3] translearn and its dependencies (editable, with the dev extras)"
-	$(BIN)/pip install --progress-bar on -e ".[dev]"
+	@echo "==> [3/3] translearn and its dependencies (editable, with the dev and sweep extras)"
+	$(BIN)/pip install --progress-bar on -e ".[dev,sweep]"
 	touch $@
 	@echo "==> installed: $(BIN)/translearn-train is ready"
 

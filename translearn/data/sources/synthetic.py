@@ -19,6 +19,12 @@ step number, so the next item is likely near the previous one, also across domai
 history carries signal for the target. The items chosen are the same as with ``s = 0``; only the order
 changes, and ``s = 0`` (the default) gives exactly the data and fingerprint of before the knob.
 
+Large sets (``candidates = c``): each user chooses among ``c`` items drawn uniformly for that user (the
+Gumbel-top-n runs inside this pool), so generation costs O(users x c) instead of O(users x items). The
+choice is still driven by tastes and popularity, only less sharply. ``null`` (the default) scores every
+item and gives exactly the data of before the knob. Either way memory is bounded: users are scored in
+blocks of at most ``_BLOCK_ELEMENTS`` scores.
+
 ``overlap`` is the fraction of users active in every domain; the others are active in exactly one.
 Transfer helps when ``similarity`` is high and the target is sparse, and hurts when ``similarity`` is 0.
 """
@@ -34,6 +40,7 @@ import numpy as np
 from translearn.data.build import RawDomain, build_cross_domain
 from translearn.data.schema import CrossDomainData
 
+_BLOCK_ELEMENTS = 1 << 22  # scores per block of users ([block, items or candidates] float64: 32 MiB)
 _SYLLABLES = ["ka", "lo", "mi", "nu", "pe", "ra", "si", "to", "va", "ze", "bo", "du", "fi", "gu", "ha", "je"]
 
 
@@ -58,6 +65,7 @@ class SyntheticSource:
     words_per_topic: int = 20
     words_per_item: int = 10
     sequential: float = 0.0
+    candidates: int | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +85,8 @@ class SyntheticSource:
             raise ValueError(f"synthetic: noise must be > 0, got {self.noise}")
         if not 0.0 <= self.sequential <= 1.0:
             raise ValueError(f"synthetic: sequential must be in [0, 1], got {self.sequential}")
+        if self.candidates is not None and self.candidates < 1:
+            raise ValueError(f"synthetic: candidates must be null or >= 1, got {self.candidates}")
         if self.sequential > 0 and self.latent_dim < 2:
             raise ValueError(f"synthetic: sequential > 0 needs latent_dim >= 2 (the ring), got {self.latent_dim}")
 
@@ -84,6 +94,8 @@ class SyntheticSource:
         params = asdict(self)
         if params["sequential"] == 0.0:
             del params["sequential"]  # the data of before the knob keeps its fingerprint (and cache entries)
+        if params["candidates"] is None:
+            del params["candidates"]
         return hashlib.sha256(("synthetic|" + json.dumps(params, sort_keys=True)).encode()).hexdigest()
 
     def load(self) -> CrossDomainData:
@@ -112,8 +124,9 @@ class SyntheticSource:
             item_factors = rng.standard_normal((n_items, k))
             bias = self.popularity * rng.standard_normal(n_items)
             users = np.flatnonzero(active[:, d])
+            choosable = n_items if self.candidates is None else min(n_items, self.candidates)
             counts = np.clip(np.round(self.interactions_per_user[d] * activity[users]).astype(int),
-                             self.min_interactions, max(self.min_interactions, n_items // 2))
+                             self.min_interactions, max(self.min_interactions, choosable // 2))
             u, i, affinity = self._choose(taste[users], item_factors, bias, counts, rng)
             u = users[u]
             ratings = np.clip(np.round(3.0 + 1.2 * affinity + 0.5 * rng.standard_normal(len(u))), 1, 5)
@@ -146,21 +159,45 @@ class SyntheticSource:
             raw[name] = replace(raw[name], order=part)
 
     def _choose(self, taste: np.ndarray, items: np.ndarray, bias: np.ndarray, counts: np.ndarray,
-                rng: np.random.Generator, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Gumbel-top-n per user. Returns (row in taste, item, standardised affinity), each [sum(counts)]."""
-        out_u, out_i, out_a = [], [], []
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Gumbel-top-n per user, in blocks of users. ``taste`` [U, k], ``items`` [I, k], ``bias`` [I],
+        ``counts`` [U]. Returns (row in taste, item, standardised affinity), each [sum(counts)]."""
+        pool = None if self.candidates is None or self.candidates >= len(items) else self.candidates
+        width = len(items) if pool is None else pool
+        block = max(1, min(4096, _BLOCK_ELEMENTS // width))
         scale = 1.0 / np.sqrt(self.latent_dim)
-        for start in range(0, len(taste), chunk):
-            affinity = taste[start : start + chunk] @ items.T * scale  # [C, I]
-            logits = (affinity + bias) / self.noise + rng.gumbel(size=affinity.shape)
-            ranked = np.argsort(-logits, axis=1)
-            take = np.arange(items.shape[0])[None, :] < counts[start : start + chunk, None]
-            rows = np.nonzero(take)[0]
-            chosen = ranked[take]
+        out_u, out_i, out_a = [], [], []
+        for start in range(0, len(taste), block):
+            rows_taste, n = taste[start : start + block], counts[start : start + block]
+            if pool is None:
+                affinity = rows_taste @ items.T * scale  # [B, I]
+                logits = (affinity + bias) / self.noise + rng.gumbel(size=affinity.shape)
+                ids = None
+            else:
+                ids = np.sort(rng.integers(0, len(items), size=(len(rows_taste), pool)), axis=1)  # [B, P]
+                affinity = np.einsum("bk,bpk->bp", rows_taste, items[ids]) * scale
+                logits = (affinity + bias[ids]) / self.noise + rng.gumbel(size=affinity.shape)
+                logits[:, 1:][ids[:, 1:] == ids[:, :-1]] = -np.inf  # an item drawn twice competes once
+            ranked = _top_n(logits, min(int(n.max()), width))
+            take = np.arange(ranked.shape[1])[None, :] < n[:, None]
+            rows, chosen = np.nonzero(take)[0], ranked[take]
+            if ids is not None:  # a pool with fewer distinct items than the count: never take a duplicate
+                keep = np.isfinite(logits[rows, chosen])
+                rows, chosen = rows[keep], chosen[keep]
             out_u.append(rows + start)
-            out_i.append(chosen)
+            out_i.append(chosen if ids is None else ids[rows, chosen])
             out_a.append(affinity[rows, chosen])
         return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_a)
+
+
+def _top_n(logits: np.ndarray, n: int) -> np.ndarray:
+    """[B, n] column indices of each row's n largest logits, largest first (ties are measure-zero)."""
+    if n < logits.shape[1]:
+        part = np.argpartition(-logits, n - 1, axis=1)[:, :n]
+    else:
+        part = np.broadcast_to(np.arange(logits.shape[1]), logits.shape)
+    order = np.argsort(-np.take_along_axis(logits, part, axis=1), axis=1)
+    return np.take_along_axis(part, order, axis=1)
 
 
 def _walk_steps(theta: np.ndarray, p_near: float, rng: np.random.Generator) -> np.ndarray:

@@ -8,13 +8,18 @@ from torch import Tensor, nn
 
 
 class IdEmbedding(nn.Module):
-    """A trainable vector per id: ``forward(ids [...]) -> [..., dim]``; ``all() -> [num, dim]``."""
+    """A trainable vector per id: ``forward(ids [...]) -> [..., dim]``; ``all() -> [num, dim]``.
+
+    ``sparse = True`` (set by an optimizer that asks for it, e.g. ``LazyAdam``) makes ``forward``'s
+    gradient a sparse tensor over the ids looked up; ``all()`` always gives a dense one.
+    """
 
     def __init__(self, num: int, dim: int, init_std: float = 0.01) -> None:
         super().__init__()
         if num < 1 or dim < 1:
             raise ValueError(f"IdEmbedding needs num >= 1 and dim >= 1, got num={num}, dim={dim}")
         self.dim = dim
+        self.sparse = False
         self.weight = nn.Parameter(torch.randn(num, dim) * init_std)
 
     @property
@@ -22,7 +27,7 @@ class IdEmbedding(nn.Module):
         return self.weight.shape[0]
 
     def forward(self, ids: Tensor) -> Tensor:
-        return F.embedding(ids, self.weight)
+        return F.embedding(ids, self.weight, sparse=self.sparse)
 
     def all(self) -> Tensor:
         return self.weight

@@ -20,6 +20,7 @@ from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
+from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Query, Recommender
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -223,6 +224,10 @@ class TransferStrategy(pl.LightningModule):
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
+        if getattr(optimizer, "sparse_gradients", False):  # e.g. LazyAdam: id tables update only the rows used
+            for module in self.modules():
+                if isinstance(module, IdEmbedding):
+                    module.sparse = True
         for group in optimizer.param_groups:  # a group may ask for a multiple of the configured lr
             group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:

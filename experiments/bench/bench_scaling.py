@@ -1,0 +1,153 @@
+"""How cost grows with the data: synthetic data at 10k, 100k and 1M users, items fixed.
+
+For each size, in its own process (so that peak memory is that size's own): generate and prepare the
+data (generation, preprocessing, split, no cache), train target-only MF for --epochs epochs (median
+epoch time; ``optimizer=lazy_adam`` by default, see translearn/optim.py), run one full-ranking test
+pass over every test user, and read the process's peak RSS.
+Items stay fixed (--items per domain); interactions grow with users (the synthetic defaults: about 25
+per user in the source and 6 in the target). Each user chooses among --candidates items drawn for
+them (``data.dataset.candidates``), which keeps generation at O(users x candidates).
+
+    .venv/bin/python experiments/bench/bench_scaling.py [--users 10000 100000 1000000] [--out DIR]
+Prints one JSON line per size, then a Markdown table; writes scaling.json, scaling.md and scaling.png
+into --out (default outputs/bench).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def overrides(users: int, items: int, candidates: int, batch: int, eval_batch: int, optimizer: str) -> list[str]:
+    return ["data=synthetic", f"optimizer={optimizer}", f"data.dataset.num_users={users}",
+            f"data.dataset.num_items=[{items},{items}]",
+            f"data.dataset.candidates={candidates}", "strategy=target_only", "model=mf", f"data.batch_size={batch}",
+            f"data.eval_batch_size={eval_batch}", "logger=none", "callbacks=none",
+            "evaluation.metrics=[hr,ndcg,mrr]", "evaluation.ks=[10]"]
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """One size, in this process."""
+    import pytorch_lightning as pl
+    import torch
+    from common import EpochTimer
+
+    from translearn.build import build_data, build_datamodule, build_model, build_strategy
+    from translearn.cli.config import compose
+
+    torch.set_num_threads(args.threads)
+    cfg = compose(overrides(args.one, args.items, args.candidates, args.batch, args.eval_batch, args.optimizer),
+                  output_dir=tempfile.mkdtemp(prefix="bench-scaling-"))
+    start = time.perf_counter()
+    prepared = build_data(cfg.data, tempfile.mkdtemp(prefix="bench-scaling-cache-"))
+    data_s = time.perf_counter() - start
+    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    pl.seed_everything(0, verbose=False)
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    datamodule = build_datamodule(cfg, prepared, strategy)
+    timer = EpochTimer()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, limit_val_batches=0, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[timer])
+    trainer.fit(strategy, datamodule=datamodule)
+    start = time.perf_counter()
+    metrics = trainer.test(strategy, datamodule=datamodule, verbose=False)[0]
+    eval_s = time.perf_counter() - start
+    target = prepared.target
+    interactions = sum(len(prepared.train(d)) for d in prepared.domains)
+    test_users = int(len(set(prepared.held_out("test").users.tolist())))
+    return {
+        "users": args.one, "items_per_domain": args.items, "interactions": interactions,
+        "target_train_rows": len(prepared.train(target)), "test_users": test_users,
+        "data_s": round(data_s, 2), "epoch_s": round(statistics.median(timer.times), 2),
+        "eval_s": round(eval_s, 2), "eval_us_per_user_item": round(eval_s / (test_users * args.items) * 1e6, 5),
+        "epoch_us_per_row": round(statistics.median(timer.times) / len(prepared.train(target)) * 1e6, 3),
+        "peak_rss_after_data_mib": round(rss_data),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "optimizer": args.optimizer, "torch_threads": args.threads,
+        "test_ndcg@10": round(metrics["test/target/ndcg@10"], 4),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    cols = ["users", "interactions", "test_users", "data_s", "epoch_s", "epoch_us_per_row", "eval_s",
+            "eval_us_per_user_item", "peak_rss_after_data_mib", "peak_rss_mib"]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols) + " |"
+              for r in rows]
+    return "\n".join(lines)
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    users = [r["users"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("data_s", "data preparation"), ("epoch_s", "training epoch"), ("eval_s", "full-ranking test")):
+        left.loglog(users, [r[key] for r in rows], marker="o", label=label)
+    left.loglog(users, [rows[0]["epoch_s"] * u / users[0] for u in users], ls=":", c="grey", label="linear")
+    left.set_xlabel("users")
+    left.set_ylabel("seconds")
+    left.legend()
+    right.semilogx(users, [r["peak_rss_mib"] for r in rows], marker="o", label="peak RSS")
+    right.semilogx(users, [r["peak_rss_after_data_mib"] for r in rows], marker="o", label="after data")
+    right.set_xlabel("users")
+    right.set_ylabel("MiB")
+    right.legend()
+    fig.suptitle(f"translearn scaling, {rows[0]['items_per_domain']:,} items per domain")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--users", nargs="+", type=int, default=[10_000, 100_000, 1_000_000])
+    parser.add_argument("--items", type=int, default=50_000, help="items per domain (fixed)")
+    parser.add_argument("--candidates", type=int, default=500, help="items each synthetic user chooses among")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4096, help="training rows per step")
+    parser.add_argument("--eval-batch", type=int, default=1024, help="test users per full-ranking step")
+    parser.add_argument("--optimizer", default="lazy_adam",
+                        help="lazy_adam (touched rows only) or adam (every row, every step: quadratic in users)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench")
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: one size
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args)), flush=True)
+        return
+    rows = []
+    for users in args.users:
+        child = [sys.executable, __file__, "--one", str(users), *sys.argv[1:]]
+        done = subprocess.run(child, capture_output=True, text=True)
+        if done.returncode != 0:
+            print(f"{users:,} users failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
+            break
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(json.dumps(rows[-1]), flush=True)
+    if not rows:
+        sys.exit(1)
+    args.out.mkdir(parents=True, exist_ok=True)
+    md = table(rows)
+    print("\n" + md)
+    (args.out / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / "scaling.md").write_text(md + "\n")
+    plot(rows, args.out / "scaling.png")
+    print(f"\nwritten: {args.out / 'scaling.md'}, {args.out / 'scaling.png'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.data.datamodule import CrossDomainDataModule
+from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
@@ -157,9 +158,16 @@ def train_batch_size(cfg: DictConfig, model: Recommender) -> int:
 
 def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
     num_negatives = negatives_to_sample(int(cfg.data.num_negatives), strategy.model, strategy.loss_fn)
+    extra = OmegaConf.select(cfg, "evaluation.sampled_negatives")
+    sampled = None
+    if extra is not None:
+        try:
+            sampled = sampled_view(prepared, extra, int(cfg.data.seed), cfg.paths.get("cache_dir"))
+        except ValueError as err:
+            raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
-                                 seed=int(cfg.seed), history=HistorySpec.of(strategy.model))
+                                 seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled)
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

@@ -105,8 +105,11 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = _selection_checkpoint(trainer)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
     ckpt = best if best else None
-    val = trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
-    test = trainer.test(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0]
+    # one dict per dataloader (two with evaluation.sampled_negatives); the keys never collide
+    val = {k: v for d in trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+           for k, v in d.items()}
+    test = {k: v for d in trainer.test(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
+            for k, v in d.items()}
     summary = {
         **{k: float(v) for k, v in sorted(val.items())},
         **{k: float(v) for k, v in sorted(test.items())},

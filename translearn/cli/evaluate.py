@@ -101,9 +101,11 @@ def main(argv: list[str] | None = None) -> int:
                          enable_model_summary=False, enable_checkpointing=False)
     results: dict[str, float] = {}
     if args.split in ("valid", "both"):
-        results.update(trainer.validate(strategy, datamodule=datamodule, verbose=False)[0])
+        for part in trainer.validate(strategy, datamodule=datamodule, verbose=False):  # one per protocol
+            results.update(part)
     if args.split in ("test", "both"):
-        results.update(trainer.test(strategy, datamodule=datamodule, verbose=False)[0])
+        for part in trainer.test(strategy, datamodule=datamodule, verbose=False):
+            results.update(part)
     results = {k: float(v) for k, v in sorted(results.items())}
     print(format_metrics(results, title=f"{args.run} ({ckpt.name})"))
     if args.out:

@@ -234,7 +234,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
 
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
                  num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0,
-                 history: HistorySpec | None = None) -> None:
+                 history: HistorySpec | None = None, sampled: PreparedData | None = None) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -247,6 +247,9 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_negatives, self.seed = num_negatives, seed
         self.history = history  # set for models that read histories (sequence models)
+        # a second protocol (translearn.data.extra_protocol.sampled_view): its val/test rows are the second
+        # dataloader of each stage, logged as <stage>/target/sampled/<metric>
+        self.sampled = sampled
 
     def train_dataloader(self) -> DataLoader:
         if self.history is not None:
@@ -264,9 +267,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
         sampler = StreamBatchSampler(data, self.batch_size, self.seed, num_replicas=world, rank=rank)
         return DataLoader(data, batch_sampler=sampler, collate_fn=_identity)
 
-    def _eval(self, role: str) -> DataLoader:
-        data = EvalRows(self.prepared, role) if self.history is None else QueryEvalRows(
-            self.prepared, role, self.history)
+    def _eval(self, role: str) -> DataLoader | list[DataLoader]:
+        if self.sampled is None:
+            return self._eval_rows(self.prepared, role)
+        return [self._eval_rows(self.prepared, role), self._eval_rows(self.sampled, role)]
+
+    def _eval_rows(self, prepared: PreparedData, role: str) -> DataLoader:
+        data = EvalRows(prepared, role) if self.history is None else QueryEvalRows(prepared, role, self.history)
         trainer = self.trainer
         sampler = None
         if trainer is not None and trainer.world_size > 1:
@@ -274,8 +281,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
         return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
                           collate_fn=_identity)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval("valid")
 
-    def test_dataloader(self) -> DataLoader:
+    def test_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval("test")

@@ -25,6 +25,10 @@ from translearn.models.recommender import Query, Recommender
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 STAGES = ("val", "test")
+# metric sets: one per stage and protocol; the second protocol (``evaluation.sampled_negatives``) is the
+# second dataloader of a stage and logs ``<stage>/target/sampled/<metric>``
+METRIC_SETS = {"val": "val/target", "test": "test/target",
+               "val_sampled": "val/target/sampled", "test_sampled": "test/target/sampled"}
 REPEATS = ("mask", "keep")  # what full ranking does with a held-out item that is also a known item
 
 
@@ -85,10 +89,8 @@ class TransferStrategy(pl.LightningModule):
         self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
         self._train_rows = 0
-        self.eval_metrics = nn.ModuleDict({
-            stage: nn.ModuleDict(self._metric_set(ks, metrics))
-            for stage in STAGES
-        })
+        self.eval_metrics = nn.ModuleDict({name: nn.ModuleDict(self._metric_set(ks, metrics))
+                                           for name in METRIC_SETS})
 
     def _metric_set(self, ks: Sequence[int], names: Sequence[str]) -> dict:
         out = ranking_metrics(ks, names)
@@ -288,16 +290,29 @@ class TransferStrategy(pl.LightningModule):
             buf = self._scratch[name] = torch.empty(numel, device=device)
         return buf[:numel].view(shape)
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.evaluate_batch(batch, "val")
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate_batch(batch, "val" if dataloader_idx == 0 else "val_sampled")
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        self.evaluate_batch(batch, "test")
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.evaluate_batch(batch, "test" if dataloader_idx == 0 else "test_sampled")
 
     def _log_stage(self, stage: str) -> None:
         self._scratch.clear()
-        for name, metric in self.eval_metrics[stage].items():
-            self.log(f"{stage}/target/{name}", metric.compute(), sync_dist=True)
+        self._log_metric_set(stage)
+        self._log_sampled(stage)
+
+    def _log_sampled(self, stage: str) -> None:
+        """Log the second protocol's metrics when the stage had a second dataloader (the same on every rank)."""
+        if self._trainer is None:  # evaluated by hand, outside a trainer: one protocol
+            return
+        batches = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
+        if len(batches) > 1:
+            self._log_metric_set(f"{stage}_sampled")
+
+    def _log_metric_set(self, name: str) -> None:
+        for metric_name, metric in self.eval_metrics[name].items():
+            self.log(f"{METRIC_SETS[name]}/{metric_name}", metric.compute(), sync_dist=True,
+                     add_dataloader_idx=False)
             metric.reset()
 
     def on_validation_epoch_end(self) -> None:

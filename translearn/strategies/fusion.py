@@ -107,4 +107,5 @@ class Fusion(TransferStrategy):
         for metrics in self.grid_metrics:
             for metric in metrics.values():
                 metric.reset()
+        self._log_sampled("val")  # the second protocol at the weight chosen by the previous validation
         self._scratch.clear()

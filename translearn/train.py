@@ -23,6 +23,7 @@ from translearn.cache import atomic_write_json
 from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
+from translearn.metrics.per_user import save_per_user
 from translearn.report import format_metrics
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,8 @@ def train(cfg: DictConfig) -> dict:
         "torch": torch.__version__,
     }
     if trainer.is_global_zero:
+        if strategy.per_user_test is not None:  # for translearn-compare's paired comparisons
+            save_per_user(run_dir, *strategy.per_user_test, prepared.data.user_ids)
         atomic_write_json(run_dir / "metrics.json", summary)
         print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
                                             f"(target {prepared.target}, seed {cfg.seed})"))

@@ -159,6 +159,7 @@ class _RankingMetric(Metric):
         self.name = self.short_name if k is None else f"{self.short_name}@{k}"
         self.add_state("total", default=torch.tensor(0.0), dist_reduce_fx="sum")
         self.add_state("count", default=torch.tensor(0.0), dist_reduce_fx="sum")
+        self.rows: list[Tensor] | None = None  # a list: update also appends each row's value ([B], NaN: skipped)
 
     def _per_row(self, ranked: RankedTargets) -> tuple[Tensor, Tensor]:
         """Return (values [B], keep [B] bool) for one batch."""
@@ -168,6 +169,8 @@ class _RankingMetric(Metric):
         values, keep = self._per_row(ranked)
         self.total += torch.where(keep, values, torch.zeros_like(values)).sum().to(self.total.dtype)
         self.count += keep.sum().to(self.count.dtype)
+        if self.rows is not None:
+            self.rows.append(torch.where(keep, values, torch.full_like(values, float("nan"))).detach().cpu())
 
     def compute(self) -> Tensor:
         # count is a whole number, so clamping at 1 gives 0.0 when empty without a host sync.

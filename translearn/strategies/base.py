@@ -20,6 +20,7 @@ from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
+from translearn.metrics.per_user import gather_rows, per_user_means
 from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Query, Recommender
 
@@ -89,6 +90,8 @@ class TransferStrategy(pl.LightningModule):
         self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
         self._train_rows = 0
+        self._test_users: list[Tensor] = []
+        self.per_user_test: tuple | None = None  # after a test epoch: (users [U], {metric: [U]})
         self.eval_metrics = nn.ModuleDict({name: nn.ModuleDict(self._metric_set(ks, metrics))
                                            for name in METRIC_SETS})
 
@@ -242,6 +245,8 @@ class TransferStrategy(pl.LightningModule):
     def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
         """Score the batch's candidates and update the stage's metrics."""
         self.rank_into(self.batch_scores(batch), batch, self.eval_metrics[stage])
+        if stage == "test":
+            self._test_users.append(batch["users"].detach().cpu())
 
     def batch_scores(self, batch: dict[str, Tensor]) -> Tensor:
         """[B, C] sampled-candidate scores, or [B, I] full-ranking scores (in a reused buffer)."""
@@ -318,5 +323,24 @@ class TransferStrategy(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         self._log_stage("val")
 
+    def on_test_epoch_start(self) -> None:
+        self._test_users: list[Tensor] = []
+        for metric in self.eval_metrics["test"].values():
+            if hasattr(metric, "rows"):
+                metric.rows = []
+
     def on_test_epoch_end(self) -> None:
+        self._collect_per_user()
         self._log_stage("test")
+
+    def _collect_per_user(self) -> None:
+        """``self.per_user_test``: the test rows' users [N] and each ranking metric's row values [N], gathered
+        from every process (see ``translearn.metrics.per_user``)."""
+        world = self.trainer.world_size if self._trainer is not None else 1
+        users = gather_rows(self._test_users, self.all_gather, world).long().numpy()
+        values = {}
+        for name, metric in self.eval_metrics["test"].items():
+            if getattr(metric, "rows", None) is not None:
+                values[name] = gather_rows(metric.rows, self.all_gather, world).double().numpy()
+                metric.rows = None
+        self.per_user_test = per_user_means(users, values)

@@ -1,0 +1,90 @@
+"""Run records: what ``translearn-compare`` reads from finished (and failed) run folders.
+
+``load_runs`` is the one entry point: other sources (e.g. a W&B project) plug in by returning the same
+``RunRecord``s.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from translearn.metrics.per_user import load_per_user
+
+IGNORED = ("seed", "hydra.", "paths.", "resume")  # overrides that do not define a setting
+
+
+@dataclass
+class RunRecord:
+    """One finished run: its folder, ``metrics.json``, its setting (overrides minus seed and paths)."""
+
+    folder: Path
+    summary: dict
+    setting: dict[str, str]
+    sweep: str  # the sweep folder a multirun job belongs to ("" for a single run)
+    _per_user: dict | None = field(default=None, repr=False)
+
+    @property
+    def seed(self) -> int | None:
+        return self.summary.get("seed")
+
+    @property
+    def strategy(self) -> str:
+        return str(self.summary.get("strategy", "?"))
+
+    def per_user(self, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(users [U], values [U]) of a ``test/target/<name>`` metric, or None when the run saved none."""
+        parts = metric.split("/")
+        if len(parts) != 3 or parts[:2] != ["test", "target"]:
+            return None
+        if self._per_user is None:
+            self._per_user = load_per_user(self.folder) or {}
+        if parts[2] not in self._per_user:
+            return None
+        return self._per_user["users"], self._per_user[parts[2]]
+
+
+@dataclass
+class FailedRun:
+    folder: Path
+    message: str
+
+
+def _setting(folder: Path) -> dict[str, str]:
+    saved = folder / ".hydra" / "overrides.yaml"
+    overrides = (yaml.safe_load(saved.read_text()) if saved.is_file() else None) or []
+    out = {}
+    for item in overrides:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith(IGNORED):
+            out[key] = value
+    return out
+
+
+def _sweep(folder: Path) -> str:
+    return str(folder.parent) if (folder.parent / "multirun.yaml").is_file() else ""
+
+
+def find_folders(roots: list[Path], name: str) -> list[Path]:
+    return sorted({p.parent for root in roots for p in [root / name, *root.rglob(name)] if p.is_file()})
+
+
+def load_runs(roots: list[Path]) -> tuple[list[RunRecord], list[FailedRun]]:
+    """Every run folder under ``roots`` (``metrics.json``) and every failed job (``error.json``)."""
+    runs = [RunRecord(f, json.loads((f / "metrics.json").read_text()), _setting(f), _sweep(f))
+            for f in find_folders(roots, "metrics.json")]
+    failed = []
+    for f in find_folders(roots, "error.json"):
+        if (f / "metrics.json").is_file():
+            continue
+        try:
+            message = json.loads((f / "error.json").read_text()).get("message", "?")
+        except (OSError, ValueError):
+            message = "error.json is unreadable"
+        failed.append(FailedRun(f, message))
+    return runs, failed

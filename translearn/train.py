@@ -24,6 +24,7 @@ from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.report import format_metrics
+from translearn.wandb_logging import finish_wandb_runs
 
 log = logging.getLogger(__name__)
 # Lightning advice that does not apply here: small epochs on small data, and our own batch transfer.
@@ -130,4 +131,5 @@ def train(cfg: DictConfig) -> dict:
         print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
                                             f"(target {prepared.target}, seed {cfg.seed})"))
         print(f"run folder: {run_dir}")
+    finish_wandb_runs(trainer, prepared, summary, run_dir, cfg.monitor)  # manifest, summary, gain; a run per job
     return summary

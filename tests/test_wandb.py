@@ -112,6 +112,7 @@ def test_per_epoch_history_and_summary_equal_metrics_json(sweep):
         assert val[saved["best_epoch"]] == pytest.approx(saved["val/target/ndcg@10"], abs=1e-6)
     metrics = [r.metric for r in iter_records(runs["2"].file) if r.WhichOneof("record_type") == "metric"]
     assert [m.step_metric for m in metrics if m.glob_name == "*"][-1] == "epoch"  # charted against the epoch
+    assert {m.name: m.step_metric for m in metrics if m.name}["train/loss_step"] == "trainer/global_step"
 
 
 def test_gain_over_target_only_of_the_same_sweep(sweep):

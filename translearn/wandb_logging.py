@@ -2,8 +2,8 @@
 
 At the start (``wandb_logger``): one W&B run per translearn run, named from the config. Group: the sweep
 folder's name for every job of a multirun, the data set's name for a single run; job type: the strategy
-class; run name: ``<strategy>-seed<seed>`` (``<job>-<strategy>-seed<seed>`` in a multirun). ``train/*`` and
-``val/*`` are charted against ``epoch``.
+class; run name: ``<strategy>-seed<seed>`` (``<job>-<strategy>-seed<seed>`` in a multirun). Metrics are
+charted against ``epoch`` (``train/loss_step`` against ``trainer/global_step``).
 
 At the end (``finish_wandb_runs``, called by ``train``): the data manifest and the Hydra overrides join
 the run config (the resolved config is there already); the summary gets every key of ``metrics.json``
@@ -114,6 +114,7 @@ def wandb_logger(project: str = "translearn", save_dir: str | Path = ".", entity
     if logger.owns_run and hasattr(run, "define_metric"):  # replaces Lightning's "*" -> trainer/global_step
         run.define_metric("epoch")
         run.define_metric("*", step_metric="epoch", step_sync=True)
+        run.define_metric("train/loss_step", step_metric="trainer/global_step", step_sync=True)  # per step
     if logger.owns_run:
         _open.append(logger)
     return logger

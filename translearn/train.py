@@ -25,6 +25,7 @@ from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.metrics.per_user import save_per_user
 from translearn.report import format_metrics
+from translearn.wandb_logging import finish_wandb_runs
 
 log = logging.getLogger(__name__)
 # Lightning advice that does not apply here: small epochs on small data, and our own batch transfer.
@@ -136,4 +137,5 @@ def train(cfg: DictConfig) -> dict:
         print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
                                             f"(target {prepared.target}, seed {cfg.seed})"))
         print(f"run folder: {run_dir}")
+    finish_wandb_runs(trainer, prepared, summary, run_dir, cfg.monitor)  # manifest, summary, gain; a run per job
     return summary

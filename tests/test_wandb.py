@@ -143,6 +143,19 @@ def test_records_for_compare(sweep):
     assert set(records["2"]) >= {"config", "summary", "run", "id", "group", "job_type", "name"}
 
 
+def test_compare_reads_the_sweep_from_wandb_as_from_its_folders(sweep, capsys):
+    from translearn.cli.compare import main as compare
+
+    assert compare([str(sweep["folder"]), "--json"]) == 0
+    from_folders = json.loads(capsys.readouterr().out)
+    assert compare(["--wandb", str(sweep["folder"]), "--json"]) == 0
+    from_wandb = json.loads(capsys.readouterr().out)
+    pick = ("row", "strategy", "seeds", "mean", "gain", "gain_ci", "verdict")
+    assert [{k: r[k] for k in pick} for r in from_wandb["rows"]] == [{k: r[k] for k in pick}
+                                                                      for r in from_folders["rows"]]
+    assert len(from_wandb["failed"]) == 2 and all("failed" in f["message"] for f in from_wandb["failed"])
+
+
 # ---------------------------------------------------------------- the run-file reader on hand-written files
 
 

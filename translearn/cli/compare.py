@@ -3,6 +3,7 @@
   translearn-compare outputs/multiruns/2026-11-28_10-00-00-000000
   translearn-compare RUNS... --metric test/target/ndcg@10 --out report/   # + compare.md, .csv, gain.png
   translearn-compare RUNS... --json
+  translearn-compare --wandb outputs/multiruns/<time>                    # the same runs, read from W&B
 
 Runs are grouped by their overrides minus ``seed`` (a sweep over strategies and seeds gives one row per
 strategy); the same seed twice in a group (two sweeps of the same setting) splits it by sweep. For each
@@ -23,7 +24,7 @@ from pathlib import Path
 from translearn.cli.errors import report_user_errors
 from translearn.compare import output
 from translearn.compare.rows import group_runs, summarise
-from translearn.compare.runs import load_runs
+from translearn.compare.runs import load_runs, load_wandb
 
 DEFAULT_METRIC = "test/target/ndcg@10"
 DEFAULT_METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="translearn-compare", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog=__doc__.split("\n\n", 1)[1])
-    parser.add_argument("roots", nargs="+", type=Path, help="run folders or folders that contain runs")
+    parser.add_argument("roots", nargs="*", type=Path, help="run folders or folders that contain runs")
+    parser.add_argument("--wandb", action="append", default=[], metavar="SOURCE",
+                        help="W&B runs: a folder with offline runs (wandb/offline-run-*) or entity/project online")
     parser.add_argument("--metric", default=DEFAULT_METRIC, help="the test metric the gain is measured on")
     parser.add_argument("--metrics", nargs="+", default=DEFAULT_METRICS,
                         help="more metrics whose mean and sample std go into --json rows")
@@ -44,9 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not args.metric.startswith("test/"):
         parser.error(f"--metric must be a test metric (test/...), got {args.metric}")
+    if not args.roots and not args.wandb:
+        parser.error("give run folders, --wandb SOURCE, or both")
     runs, failed = load_runs(args.roots)
+    for source in args.wandb:
+        more, more_failed = load_wandb(source)
+        runs, failed = runs + more, failed + more_failed
     if not runs:
-        print(f"translearn-compare: no metrics.json under {', '.join(map(str, args.roots))}", file=sys.stderr)
+        print(f"translearn-compare: no metrics.json under {', '.join(map(str, args.roots + args.wandb))}",
+              file=sys.stderr)
         for f in failed:
             print(f"  failed job {f.folder}: {f.message}", file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Run records: what ``translearn-compare`` reads from finished (and failed) run folders.
 
-``load_runs`` is the one entry point: other sources (e.g. a W&B project) plug in by returning the same
-``RunRecord``s.
+``load_runs`` reads run folders; ``load_wandb`` reads W&B runs (offline run folders or an online
+project, through ``translearn.wandb_runs``) into the same ``RunRecord``s.
 """
 
 from __future__ import annotations
@@ -56,14 +56,7 @@ class FailedRun:
 
 def _setting(folder: Path) -> dict[str, str]:
     saved = folder / ".hydra" / "overrides.yaml"
-    overrides = (yaml.safe_load(saved.read_text()) if saved.is_file() else None) or []
-    out = {}
-    for item in overrides:
-        key, _, value = str(item).partition("=")
-        key = key.lstrip("+~")
-        if not key.startswith(IGNORED):
-            out[key] = value
-    return out
+    return _setting_of((yaml.safe_load(saved.read_text()) if saved.is_file() else None) or [])
 
 
 def _sweep(folder: Path) -> str:
@@ -87,4 +80,31 @@ def load_runs(roots: list[Path]) -> tuple[list[RunRecord], list[FailedRun]]:
         except (OSError, ValueError):
             message = "error.json is unreadable"
         failed.append(FailedRun(f, message))
+    return runs, failed
+
+
+def _setting_of(overrides: list) -> dict[str, str]:
+    out = {}
+    for item in overrides or []:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if not key.startswith(IGNORED):
+            out[key] = value
+    return out
+
+
+def load_wandb(source: str) -> tuple[list[RunRecord], list[FailedRun]]:
+    """Finished W&B runs of ``source`` (a folder with offline runs, or ``entity/project`` online) as run
+    records: the summary is the run's ``metrics.json``, the setting its logged ``hydra_overrides``, the
+    sweep its W&B group. Per-user values are read from the run folder when it is on this machine."""
+    from translearn.wandb_runs import read_runs
+
+    runs, failed = [], []
+    for rec in read_runs(source):
+        folder = Path(rec["run"]) if rec["run"] else Path(rec["id"])
+        if rec["state"] != "finished" or "seed" not in rec["summary"]:
+            failed.append(FailedRun(folder, f"W&B run {rec['id']} is {rec['state']}"))
+            continue
+        runs.append(RunRecord(folder, dict(rec["summary"]), _setting_of(rec["config"].get("hydra_overrides")),
+                              rec["group"]))
     return runs, failed

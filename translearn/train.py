@@ -24,6 +24,7 @@ from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.metrics.per_user import save_per_user
+from translearn.provenance import versions
 from translearn.report import format_metrics
 from translearn.wandb_logging import finish_wandb_runs
 
@@ -129,6 +130,7 @@ def train(cfg: DictConfig) -> dict:
         "data_manifest_key": prepared.key,
         "wall_time_s": round(time.time() - start, 2),
         "torch": torch.__version__,
+        "versions": versions(),
     }
     if trainer.is_global_zero:
         if strategy.per_user_test is not None:  # for translearn-compare's paired comparisons

@@ -8,18 +8,20 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint bench clean
+CONSTRAINTS ?= constraints.txt
+
+.PHONY: install run test lint bench clean constraints
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@echo "==> [1/3] virtual environment in $(VENV)"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "==> [2/3] torch ($(TORCH_SPEC)): skipped when already importable; the first download takes a minute"
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --progress-bar on $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	@echo "==> [3/3] translearn and its dependencies (editable, with the dev and sweep extras)"
-	$(BIN)/pip install --progress-bar on -e ".[dev,sweep]"
+	@echo "==> [3/3] translearn and its dependencies (editable, with the dev and sweep extras; versions from $(CONSTRAINTS))"
+	$(BIN)/pip install --progress-bar on -c $(CONSTRAINTS) -e ".[dev,sweep]"
 	touch $@
 	@echo "==> installed: $(BIN)/translearn-train is ready"
 
@@ -34,6 +36,13 @@ lint: install
 
 bench: install
 	$(BIN)/python experiments/bench/bench_mf.py
+
+# Pin every dependency to the versions installed now (after the tests passed); torch stays out (TORCH_SPEC).
+constraints: install
+	@{ echo "# Exact versions the test suite passed with; make install uses them (pip -c). Regenerate: make constraints."; \
+	   echo "# torch is not pinned here: TORCH_SPEC chooses the build (CPU or CUDA)."; \
+	   $(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel|nvidia-[a-z0-9-]+|triton|translearn)(=| @)'; \
+	 } > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .cache outputs multirun

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -179,3 +180,23 @@ def read_entry(entry: Path, load: Callable[[Path], T], what: str) -> T | None:
     log.warning("%s cache entry %s is bad: %s; rebuilding it", what, entry, problem)
     discard_entry(entry)
     return None
+
+
+@contextlib.contextmanager
+def entry_lock(entry: Path | None) -> Iterator[None]:
+    """Hold an exclusive lock for ``entry`` while building-if-missing, so jobs in parallel processes on
+    this machine (a joblib sweep, DDP ranks, two terminals) build one cache entry once: the others wait,
+    then read it. ``None``: no cache, no lock. The lock is an empty file in the temp folder named after
+    the entry's absolute path (the cache folder stays clean); a killed job releases it with its process."""
+    if entry is None:
+        yield
+        return
+    folder = Path(tempfile.gettempdir()) / "translearn-locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = hashlib.sha256(str(Path(entry).resolve()).encode()).hexdigest()[:32]
+    with open(folder / f"{name}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -24,6 +24,7 @@ def check_config(cfg: DictConfig) -> None:
     _finite_non_negative(cfg, "optimizer.lr")
     _max_epochs(cfg)
     _monitor_is_logged(cfg)
+    _optimized_metric_is_validation(cfg)
     for key in ("paths.output_dir", "paths.cache_dir"):
         value = OmegaConf.select(cfg, key, throw_on_resolution_failure=False)
         if value and Path(str(value)).exists() and not Path(str(value)).is_dir():
@@ -78,6 +79,14 @@ def logged_eval_keys(cfg: DictConfig) -> set[str]:
     if loss and getattr(get_class(loss), "needs_ratings", False):
         names |= {"mae", "rmse"}
     return {f"val/target/{name}" for name in names}
+
+
+def _optimized_metric_is_validation(cfg: DictConfig) -> None:
+    name = cfg.get("optimized_metric")
+    if name and str(name).startswith("test/"):
+        raise ConfigError(f"config key 'optimized_metric': {name} is a test metric; a sweeper optimises a "
+                          "validation metric (val/...), or the test split would choose the hyperparameters",
+                          config_key="optimized_metric")
 
 
 def _monitor_is_logged(cfg: DictConfig) -> None:

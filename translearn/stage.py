@@ -28,7 +28,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from translearn.cache import content_key, read_entry, write_entry
+from translearn.cache import content_key, entry_lock, read_entry, write_entry
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
@@ -267,21 +267,34 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
         if cache_dir is not None and describe is not None:
             key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
             entry = Path(cache_dir) / "stage" / key[:24]
-            cached = read_entry(entry, lambda e: load_model_weights(model, e / "model.pt"), "source-stage model")
-            if cached is not None:
-                log.info("source-stage model read from cache %s", entry)
-                return cached
-        start = time.time()
-        result = train_stage(model, prepared, spec, optimizer, loss, trainer)
-    best = "no validation" if result["best_val"] is None else \
-        f"best {MONITOR} {result['best_val']:.4f} at epoch {result['best_epoch'] + 1}"
-    log.info("source stage (%s) trained in %.1fs: %d epochs, %s", spec.domains, time.time() - start,
-             result["epochs"], best)
-    if entry is not None and result.pop("is_global_zero"):
-        def write(folder: Path) -> None:
-            torch.save(model.state_dict(), folder / "model.pt")
-            meta = {"spec": asdict(spec), "data_key": prepared.key, **result, **(describe or {})}
-            (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        # Parallel single-process jobs train one stage once (the others wait, then read it). Not under DDP:
+        # there every rank must take part in the one training, so a rank waiting on the lock would hang it.
+        with entry_lock(entry if _single_process(trainer) else None):
+            if entry is not None:
+                cached = read_entry(entry, lambda e: load_model_weights(model, e / "model.pt"),
+                                    "source-stage model")
+                if cached is not None:
+                    log.info("source-stage model read from cache %s", entry)
+                    return cached
+            start = time.time()
+            result = train_stage(model, prepared, spec, optimizer, loss, trainer)
+            best = "no validation" if result["best_val"] is None else \
+                f"best {MONITOR} {result['best_val']:.4f} at epoch {result['best_epoch'] + 1}"
+            log.info("source stage (%s) trained in %.1fs: %d epochs, %s", spec.domains, time.time() - start,
+                     result["epochs"], best)
+            if entry is not None and result.pop("is_global_zero"):
+                def write(folder: Path) -> None:
+                    torch.save(model.state_dict(), folder / "model.pt")
+                    meta = {"spec": asdict(spec), "data_key": prepared.key, **result, **(describe or {})}
+                    (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
 
-        write_entry(entry, write)
+                write_entry(entry, write)
     return model
+
+
+def _single_process(trainer: Mapping[str, Any] | None) -> bool:
+    """Whether the stage trains in this process alone (no DDP over several devices or nodes)."""
+    t = dict(trainer or {})
+    devices, strategy = t.get("devices", 1), str(t.get("strategy") or "auto")
+    several = devices not in (1, "1", [0], None) or int(t.get("num_nodes") or 1) > 1
+    return not (several or "ddp" in strategy)

@@ -130,6 +130,7 @@ def train(cfg: DictConfig) -> dict:
         "data_manifest_key": prepared.key,
         "wall_time_s": round(time.time() - start, 2),
         "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
         "versions": versions(),
     }
     if trainer.is_global_zero:

@@ -3,12 +3,14 @@ configs from Python.
 
 Configs are the top-level ``conf/`` folder of a checkout (or ``translearn/conf`` inside an installed
 wheel). A dotted override that names a nested config group, e.g. ``data.split=cold_start``, selects
-that group's option, exactly like ``data/split=cold_start``.
+that group's option, exactly like ``data/split=cold_start``; plugin groups (``hydra.launcher=joblib``)
+and groups of a user folder on the search path (``hydra.searchpath=[file://DIR]``) count too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -35,6 +37,8 @@ if not OmegaConf.has_resolver("translearn_root"):
     OmegaConf.register_new_resolver("translearn_root", lambda: str(project_root()))
 if not OmegaConf.has_resolver("translearn_mode"):  # "min" or "max" for a monitored metric name
     OmegaConf.register_new_resolver("translearn_mode", metric_mode)
+if not OmegaConf.has_resolver("translearn_direction"):  # the same rule, as Optuna's "minimize" / "maximize"
+    OmegaConf.register_new_resolver("translearn_direction", lambda name: metric_mode(name) + "imize")
 
 
 def group_options(group: str) -> list[str]:
@@ -43,13 +47,44 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
 
 
+@lru_cache(maxsize=8)
+def _repository(extra: tuple[str, ...]):  # noqa: ANN202  (Hydra's internal ConfigRepository)
+    """Hydra's view of every config group: ours, Hydra's own and its plugins' (``hydra/launcher``,
+    ``hydra/sweeper``), and the user folders in ``extra`` (``file://...`` or ``pkg://...``)."""
+    from hydra._internal.config_repository import ConfigRepository
+    from hydra._internal.utils import create_config_search_path
+
+    search = create_config_search_path(f"file://{config_dir()}")
+    for path in extra:
+        search.append("user", path if "://" in path else f"file://{Path(path).resolve()}")
+    return ConfigRepository(search)
+
+
+def user_config_dirs(args: Sequence[str]) -> tuple[str, ...]:
+    """The folders a command line adds to the search path: ``hydra.searchpath=[...]`` and
+    ``--config-dir DIR`` / ``-cd DIR``."""
+    found: list[str] = []
+    for i, item in enumerate(args):
+        key, sep, value = item.partition("=")
+        if sep and key.lstrip("+~") == "hydra.searchpath":
+            found += [v.strip().strip("'\"") for v in value.strip("[]").split(",") if v.strip()]
+        elif item in ("--config-dir", "-cd") and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif key == "--config-dir" and sep:
+            found.append(value)
+    return tuple(found)
+
+
 def normalise_overrides(overrides: Sequence[str]) -> list[str]:
-    """Rewrite ``a.b=option`` to ``a/b=option`` when ``a/b`` is a nested config group."""
+    """Rewrite ``a.b=option`` to ``a/b=option`` when ``a/b`` is a nested config group: one of ours, a
+    plugin's (``hydra.launcher=joblib``) or one in a user folder on the command line's search path."""
+    repo = _repository(user_config_dirs(overrides))
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
         bare = key.lstrip("+~")
-        if sep and "." in bare and "@" not in bare and (config_dir() / bare.replace(".", "/")).is_dir():
+        if sep and "." in bare and "@" not in bare and not bare.startswith("-") \
+                and repo.group_exists(bare.replace(".", "/")):
             key = key[: len(key) - len(bare)] + bare.replace(".", "/")
         out.append(f"{key}{sep}{value}")
     return out

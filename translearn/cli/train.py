@@ -13,6 +13,7 @@ the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -44,6 +45,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
     folder = HydraConfig.get().runtime.output_dir
     _jobs.append(folder)
+    _share_cores()
     try:
         check_config(cfg)  # before the slow import of the training stack: a config typo fails in a second or two
         from translearn.train import train
@@ -57,7 +59,22 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             raise
         return None
     value = summary.get(cfg.get("optimized_metric") or "")
-    return float(value) if value is not None else None
+    # a sweeper gets a finite float or None (a failed trial); never NaN, which optuna 2.10 cannot take
+    return float(value) if value is not None and math.isfinite(float(value)) else None
+
+
+def _share_cores() -> None:
+    """Under a parallel launcher (``hydra/launcher=joblib``), give each job its share of the cores so that
+    ``n_jobs`` jobs do not oversubscribe the machine (torch would start one thread per core in each)."""
+    launcher = HydraConfig.get().launcher
+    if "Joblib" not in str(launcher.get("_target_", "")):
+        return
+    import torch
+
+    cores = os.cpu_count() or 1
+    n_jobs = int(launcher.get("n_jobs") or -1)
+    jobs = cores if n_jobs < 1 else min(n_jobs, cores)
+    torch.set_num_threads(max(1, cores // jobs))
 
 
 def _record_failure(folder: Path, err: BaseException) -> None:

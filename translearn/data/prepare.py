@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from translearn.cache import content_key, read_entry, write_entry
+from translearn.cache import content_key, entry_lock, read_entry, write_entry
 from translearn.data.prepared import PreparedData
 from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
 from translearn.data.protocols import FullRanking, SampledNegatives
@@ -62,15 +62,16 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
                        "sources": list(sources), "preprocess": steps, "split": split,
                        "protocol": protocol, "seed": seed})
     entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
-    if entry is not None:
-        cached = read_entry(entry, PreparedData.load, "prepared data")
-        if cached is not None:
-            log.info("prepared data read from cache %s", entry)
-            return cached
-    prepared = _build(source, target, sources, steps, split, protocol, seed, key)
-    if entry is not None:
-        write_entry(entry, prepared.save)
-        log.info("prepared data cached in %s", entry)
+    with entry_lock(entry):  # parallel jobs: one builds, the others wait and read
+        if entry is not None:
+            cached = read_entry(entry, PreparedData.load, "prepared data")
+            if cached is not None:
+                log.info("prepared data read from cache %s", entry)
+                return cached
+        prepared = _build(source, target, sources, steps, split, protocol, seed, key)
+        if entry is not None:
+            write_entry(entry, prepared.save)
+            log.info("prepared data cached in %s", entry)
     return prepared
 
 

@@ -122,6 +122,19 @@ def test_failed_jobs_are_listed_and_files_written(tmp_path, capsys):
     assert stop.value.code == 2 and "must be a test metric" in capsys.readouterr().err
 
 
+def test_compare_runs_from_python_gives_the_cli_rows(tmp_path, capsys):
+    from translearn.compare import compare_runs
+
+    _fake_run(tmp_path / "0", ["strategy=target_only", "seed=0"], {KEY: 0.1}, per_user=[0.1, 0.2])
+    _fake_run(tmp_path / "1", ["strategy=joint", "seed=0"], {KEY: 0.2}, per_user=[0.2, 0.2])
+    rows, failed = compare_runs([tmp_path])
+    assert main([str(tmp_path), "--json"]) == 0
+    pick = ("row", "mean", "gain", "gain_ci", "verdict", "basis")
+    cli = json.loads(capsys.readouterr().out)["rows"]
+    assert [{k: r[k] for k in pick} for r in rows] == [{k: r[k] for k in pick} for r in cli] and failed == []
+    assert rows[1]["gain"] == pytest.approx(0.2 / 0.15 - 1)
+
+
 def test_no_runs_is_an_error(tmp_path, capsys):
     assert main([str(tmp_path)]) == 1
     assert "no metrics.json" in capsys.readouterr().err

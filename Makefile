@@ -37,12 +37,10 @@ lint: install
 bench: install
 	$(BIN)/python experiments/bench/bench_mf.py
 
-# Pin every dependency to the versions installed now (after the tests passed); torch stays out (TORCH_SPEC).
+# Pin what translearn[dev,sweep] needs to the versions installed now (run it after the tests pass); torch,
+# and what only torch needs, stay free (TORCH_SPEC picks the build). `--check` compares instead of writing.
 constraints: install
-	@{ echo "# Exact versions the test suite passed with; make install uses them (pip -c). Regenerate: make constraints."; \
-	   echo "# torch is not pinned here: TORCH_SPEC chooses the build (CPU or CUDA)."; \
-	   $(BIN)/pip freeze --exclude-editable | grep -v -i -E '^(torch|pip|setuptools|wheel|nvidia-[a-z0-9-]+|triton|translearn)(=| @)'; \
-	 } > $(CONSTRAINTS).tmp && mv $(CONSTRAINTS).tmp $(CONSTRAINTS)
+	$(BIN)/python tools/constraints.py $(CONSTRAINTS)
 
 clean:
 	rm -rf $(VENV) .cache outputs multirun

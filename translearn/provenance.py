@@ -10,30 +10,27 @@ from __future__ import annotations
 import platform
 import subprocess
 from functools import lru_cache
-from importlib import metadata
+from importlib import import_module
 from pathlib import Path
 
-PACKAGES = {"translearn": "translearn", "torch": "torch", "pytorch_lightning": "pytorch-lightning",
-            "hydra": "hydra-core", "torchmetrics": "torchmetrics", "numpy": "numpy"}
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+# metrics.json key -> module whose __version__ is recorded: the code actually imported (e.g. torch 2.13.0+cpu),
+# which a stale install's metadata could misstate
+MODULES = {"translearn": "translearn", "torch": "torch", "pytorch_lightning": "pytorch_lightning",
+           "hydra": "hydra", "torchmetrics": "torchmetrics", "numpy": "numpy"}
 
 
 @lru_cache(maxsize=1)
 def git_state(folder: Path | None = None) -> dict[str, object]:
-    """{"commit": sha or None, "dirty": bool or None} of the checkout translearn runs from."""
+    """{"commit": sha or None, "dirty": bool or None} of the checkout translearn runs from. Dirty means
+    uncommitted changes, new files that git does not ignore included (a new config or module changes
+    results too)."""
     root = folder or Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
         return {"commit": None, "dirty": None}
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                                 timeout=10, check=True).stdout.strip()
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain"],
                                 capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
@@ -41,12 +38,9 @@ def git_state(folder: Path | None = None) -> dict[str, object]:
 
 
 def versions() -> dict[str, object]:
-    """{"translearn": "0.1.0", "translearn_commit": sha | None, "translearn_dirty": bool | None, "torch": ...,
-    "pytorch_lightning": ..., "hydra": ..., "torchmetrics": ..., "numpy": ..., "python": ...}."""
-    import torch
-
-    out: dict[str, object] = {name: _version(dist) for name, dist in PACKAGES.items()}
-    out["torch"] = torch.__version__  # the build actually imported (e.g. 2.13.0+cpu)
+    """{"translearn": "0.1.0", "torch": "2.13.0+cpu", "pytorch_lightning": ..., "hydra": ..., "torchmetrics": ...,
+    "numpy": ..., "translearn_commit": sha | None, "translearn_dirty": bool | None, "python": "3.11.7"}."""
+    out: dict[str, object] = {key: import_module(name).__version__ for key, name in MODULES.items()}
     git = git_state()
     out["translearn_commit"], out["translearn_dirty"] = git["commit"], git["dirty"]
     out["python"] = platform.python_version()

@@ -30,4 +30,4 @@ def test_commit_of_a_checkout_and_none_elsewhere(tmp_path):
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
     assert versions()["translearn_commit"] == head.strip()
     assert isinstance(versions()["translearn_dirty"], bool)
-    assert git_state.__wrapped__(tmp_path) == {"commit": None, "dirty": None}  # not a checkout
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}  # not a checkout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 
@@ -24,7 +23,6 @@ def _version(dist: str) -> str | None:
         return None
 
 
-@lru_cache(maxsize=1)
 def git_state(folder: Path | None = None) -> dict[str, object]:
     """{"commit": sha or None, "dirty": bool or None} of the checkout translearn runs from."""
     root = folder or Path(__file__).resolve().parents[1]

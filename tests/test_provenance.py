@@ -40,7 +40,7 @@ def test_commit_of_this_checkout():
 
 
 def test_dirty_means_changed_or_new_files(tmp_path):
-    assert git_state.__wrapped__(tmp_path) == {"commit": None, "dirty": None}  # not a checkout
+    assert git_state(tmp_path) == {"commit": None, "dirty": None}  # not a checkout
     _git(tmp_path, "init", "-q")
     (tmp_path / "a.py").write_text("x = 1\n")
     (tmp_path / ".gitignore").write_text("outputs/\n")
@@ -49,9 +49,9 @@ def test_dirty_means_changed_or_new_files(tmp_path):
     head = _git(tmp_path, "rev-parse", "HEAD").strip()
     (tmp_path / "outputs").mkdir()
     (tmp_path / "outputs" / "metrics.json").write_text("{}")  # ignored: still clean
-    assert git_state.__wrapped__(tmp_path) == {"commit": head, "dirty": False}
+    assert git_state(tmp_path) == {"commit": head, "dirty": False}
     (tmp_path / "b.py").write_text("y = 2\n")  # a new module is not committed code
-    assert git_state.__wrapped__(tmp_path) == {"commit": head, "dirty": True}
+    assert git_state(tmp_path) == {"commit": head, "dirty": True}
     (tmp_path / "b.py").unlink()
     (tmp_path / "a.py").write_text("x = 2\n")
-    assert git_state.__wrapped__(tmp_path) == {"commit": head, "dirty": True}
+    assert git_state(tmp_path) == {"commit": head, "dirty": True}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import platform
 import subprocess
-from functools import lru_cache
 from importlib import import_module
 from pathlib import Path
 
@@ -19,11 +18,10 @@ MODULES = {"translearn": "translearn", "torch": "torch", "pytorch_lightning": "p
            "hydra": "hydra", "torchmetrics": "torchmetrics", "numpy": "numpy"}
 
 
-@lru_cache(maxsize=1)
 def git_state(folder: Path | None = None) -> dict[str, object]:
     """{"commit": sha or None, "dirty": bool or None} of the checkout translearn runs from. Dirty means
     uncommitted changes, new files that git does not ignore included (a new config or module changes
-    results too)."""
+    results too). Read at each call, so a long-lived process records the commit of the moment."""
     root = folder or Path(__file__).resolve().parents[1]
     if not (root / ".git").exists():
         return {"commit": None, "dirty": None}

@@ -120,6 +120,12 @@ def wandb_logger(project: str = "translearn", save_dir: str | Path = ".", entity
     return logger
 
 
+def finish_failed_runs() -> None:
+    """Finish, as failed, the W&B runs of a job that just ended in an error (called by translearn-train, so
+    the run is closed and flushed now rather than by wandb's exit hook, which may not finish in time)."""
+    _finish_left_open()
+
+
 def _finish_left_open() -> None:
     """Finish, as failed, a run an earlier job of this process left open (it ended in an error)."""
     while _open:

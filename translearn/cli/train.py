@@ -55,6 +55,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if not is_user_error(err):
             raise
         _record_failure(Path(folder), err)
+        if "translearn.wandb_logging" in sys.modules:  # the job's W&B run, if any, ends now as failed
+            sys.modules["translearn.wandb_logging"].finish_failed_runs()
         if debug_requested():
             raise
         return None

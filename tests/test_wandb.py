@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from wandb.proto import wandb_internal_pb2 as pb
@@ -167,6 +168,41 @@ def test_compare_reads_the_sweep_from_wandb_as_from_its_folders(sweep, capsys):
                                                                       for r in from_folders["rows"]]
     assert len(from_wandb["failed"]) == 2
     assert all("failed: config key 'resume'" in f["message"] for f in from_wandb["failed"])
+
+
+class _Api:
+    """A stand-in for ``wandb.Api`` serving the sweep's runs as the W&B server would list them (config and
+    summary as logged, ``_wandb`` keys included); the tests have no network to reach the real one."""
+
+    def __init__(self, runs):
+        self.listed, self.calls = [SimpleNamespace(
+            id=r.id, project="translearn", entity="team", group=r.group, job_type=r.job_type, name=r.name,
+            tags=r.tags, state=r.state, path=["team", "translearn", r.id], config={**r.config, "_wandb": {"v": 1}},
+            summary_metrics={**r.summary, "_wandb": {"runtime": 3}}) for r in runs], []
+
+    def runs(self, path, filters=None, lazy=True):
+        self.calls.append((path, filters, lazy))
+        return self.listed
+
+
+def test_online_project_reads_like_the_offline_runs(sweep, capsys, monkeypatch):
+    import wandb
+
+    from translearn.cli.compare import main as compare
+
+    api = _Api(sweep["runs"].values())
+    monkeypatch.setattr(wandb, "Api", lambda: api)
+    online = {Path(r["folder"]).name: r for r in read_runs("team/translearn")}
+    assert api.calls == [("team/translearn", {}, False)]
+    offline = {Path(r["run"]).name: r for r in read_runs(sweep["folder"])}
+    assert online["2"]["run"] == f"team/translearn/{sweep['runs']['2'].id}"
+    assert online["2"]["folder"] == offline["2"]["folder"] == str(sweep["folder"] / "2")  # paths.output_dir
+    assert online["2"]["summary"] == offline["2"]["summary"] and online["2"]["config"] == offline["2"]["config"]
+    assert compare(["--wandb", str(sweep["folder"]), "--json"]) == 0
+    from_files = json.loads(capsys.readouterr().out)
+    assert compare(["--wandb", "team/translearn", "--json"]) == 0
+    from_project = json.loads(capsys.readouterr().out)
+    assert from_project["rows"] == from_files["rows"]  # per-user values found through the run folder
 
 
 # ---------------------------------------------------------------- the run-file reader on hand-written files

@@ -170,6 +170,26 @@ def test_compare_reads_the_sweep_from_wandb_as_from_its_folders(sweep, capsys):
     assert all("failed: config key 'resume'" in f["message"] for f in from_wandb["failed"])
 
 
+def test_a_run_left_open_from_python_is_finished_as_failed_by_the_next(tmp_path, run_overrides, monkeypatch):
+    """``train`` from Python that ends in an error leaves its W&B run open; the next W&B logger of the process
+    finishes it as failed (a caller that catches the error and trains again gets two separate runs)."""
+    from translearn.train import train
+    from translearn.wandb_logging import wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(FileNotFoundError, match="config key 'resume'"):
+        train(compose([*run_overrides, "logger=wandb", f"resume={tmp_path / 'nowhere'}"], output_dir=tmp_path / "a"))
+    nxt = wandb_logger(save_dir=tmp_path / "b", run_facts={"data": "d", "strategy": "x.Joint", "seed": 1})
+    nxt.experiment.finish()
+    [left] = offline_runs([tmp_path / "a"])
+    assert left.state == "failed" and "before its W&B run was finished" in left.summary["error"]["message"]
+    assert left.config["data_manifest"]["key"]  # logged before the failure
+    deadline = time.time() + 10  # the W&B service may write the end of the file just after finish() returns
+    while (done := offline_runs([tmp_path / "b"])[0]).state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert (done.state, done.name, done.group) == ("finished", "Joint-seed1", "d") and done.id != left.id
+
+
 class _Api:
     """A stand-in for ``wandb.Api`` serving the sweep's runs as the W&B server would list them (config and
     summary as logged, ``_wandb`` keys included); the tests have no network to reach the real one."""

@@ -119,7 +119,9 @@ def wandb_logger(project: str = "translearn", save_dir: str | Path = ".", entity
     facts = dict(run_facts or {})
     identity = run_identity(facts.get("data", "translearn"), facts.get("strategy", "run"), facts.get("seed", 0),
                             group, job_type, name)
-    _finish_left_open()
+    if _open:  # an earlier job of this process ended in an error before its run was finished (from Python)
+        log.warning("finishing %d W&B run(s) an earlier job left open, as failed", len(_open))
+        fail_wandb_runs({"error": "unknown", "message": "the job ended before its W&B run was finished"})
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     logger = TranslearnWandbLogger(store_checkpoint=bool(log_model), project=project, save_dir=str(save_dir),
                                    entity=entity, tags=list(tags), offline=offline, **identity, **kwargs)
@@ -159,15 +161,6 @@ def fail_wandb_runs(error: Mapping[str, Any]) -> None:
         if run is not None and hasattr(run, "finish"):
             run.summary.update({"error": dict(error)})
             run.finish(exit_code=1)
-
-
-def _finish_left_open() -> None:
-    """Finish, as failed, a run an earlier job of this process left open (it ended in an error)."""
-    while _open:
-        left = _open.pop()
-        if left._experiment is not None and hasattr(left._experiment, "finish"):
-            log.warning("finishing W&B run %s of an earlier job that ended in an error", left._experiment.id)
-            left._experiment.finish(exit_code=1)
 
 
 def _store_checkpoint(run: Any, run_dir: Path, summary: Mapping[str, Any], monitor: str) -> None:

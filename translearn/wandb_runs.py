@@ -200,7 +200,7 @@ def project_runs(project: str, filters: Mapping[str, Any] | None = None, api: An
         import wandb
 
         api = wandb.Api()
-    try:  # lazy=False: config and summary come with the listing, not one request per run (wandb >= 0.22)
+    try:  # lazy=False: config and summary come with the listing, not one request per run (older wandb: no lazy)
         listing = api.runs(project, filters=dict(filters or {}), lazy=False)
     except TypeError:
         listing = api.runs(project, filters=dict(filters or {}))

@@ -1,6 +1,7 @@
 """W&B: a sweep logged offline through ``translearn-train`` and read back from its ``.wandb`` files
-(config, data manifest, per-epoch history, summary, gain, checkpoint artifact, one run per job, no
-service left running); the run-file reader on hand-written files; the baseline rule of the gain."""
+(config, data manifest, per-epoch history, summary, gain, checkpoint artifact, one run per job, failed
+jobs with their error, no service left running); the run-file reader on hand-written files; the
+baseline rule of the gain, in a sweep and among single runs of one group."""
 
 from __future__ import annotations
 
@@ -10,12 +11,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from wandb.proto import wandb_internal_pb2 as pb
 
 from translearn.build import build_data
 from translearn.cli.config import compose
+from translearn.wandb_baseline import RUN_FILE, baseline_candidates, baseline_gain, find_baseline
 from translearn.wandb_file import (
     BLOCK,
     CHUNK,
@@ -30,7 +33,6 @@ from translearn.wandb_file import (
     chunk_crc,
     iter_records,
 )
-from translearn.wandb_logging import baseline_gain, find_baseline
 from translearn.wandb_runs import offline_runs, read_offline_run, read_runs
 
 BIN = Path(sys.executable).parent
@@ -76,6 +78,11 @@ def test_each_job_has_its_own_run_and_failed_ones_are_not_finished(sweep):
     assert len({r.id for r in runs.values()}) == 4
     assert runs["0"].state == runs["2"].state == "finished"
     assert runs["1"].state == runs["3"].state == "failed" and runs["1"].exit_code != 0
+    for job in ("1", "3"):  # finished at once, with what error.json holds, and what they were run on
+        error = json.loads((sweep["folder"] / job / "error.json").read_text())
+        assert runs[job].summary["error"] == error and "config key 'resume'" in error["message"]
+        assert runs[job].config["data_manifest"]["key"] == runs["0"].config["data_manifest"]["key"]
+        assert f"resume={sweep['folder'].parent / 'missing'}" in runs[job].config["hydra_overrides"]
     deadline = time.time() + 10  # the W&B service ends with the process (at once, in practice)
     while _services_of(sweep["pid"]) and time.time() < deadline:
         time.sleep(0.2)
@@ -91,12 +98,18 @@ def test_identity_config_and_manifest(sweep):
     config = runs["2"].config
     assert config["data"]["dataset"]["num_users"] == 200 and config["trainer"]["max_epochs"] == 2
     assert config["strategy"]["_target_"] == "translearn.strategies.Joint"
+    resolved = compose(sweep["overrides"])
+    assert set(config) == set(resolved) | {"data_manifest", "hydra_overrides"}  # Lightning's `lam`, `ks`: not on top
     assert config["logger"]["wandb"]["save_dir"] == str(folder / "2")  # resolved, not ${paths.output_dir}
     assert "strategy=joint" in config["hydra_overrides"]
     prepared = build_data(compose(sweep["overrides"]).data, sweep["cache"])  # the cached data of the sweep
     assert config["data_manifest"] == json.loads(json.dumps(prepared.manifest()))
     saved = json.loads((folder / "2" / "metrics.json").read_text())
     assert config["data_manifest"]["key"] == saved["data_manifest_key"]
+    side = json.loads((folder / "2" / RUN_FILE).read_text())  # the run folder names its W&B run
+    assert (side["id"], side["group"], side["name"]) == (runs["2"].id, "my-sweep", "2-Joint-seed0")
+    assert side["offline"] is True
+    assert (folder / "2" / side["dir"]).parent == Path(runs["2"].file).parent
 
 
 def test_per_epoch_history_and_summary_equal_metrics_json(sweep):
@@ -153,7 +166,63 @@ def test_compare_reads_the_sweep_from_wandb_as_from_its_folders(sweep, capsys):
     pick = ("row", "strategy", "seeds", "mean", "gain", "gain_ci", "verdict")
     assert [{k: r[k] for k in pick} for r in from_wandb["rows"]] == [{k: r[k] for k in pick}
                                                                       for r in from_folders["rows"]]
-    assert len(from_wandb["failed"]) == 2 and all("failed" in f["message"] for f in from_wandb["failed"])
+    assert len(from_wandb["failed"]) == 2
+    assert all("failed: config key 'resume'" in f["message"] for f in from_wandb["failed"])
+
+
+def test_a_run_left_open_from_python_is_finished_as_failed_by_the_next(tmp_path, run_overrides, monkeypatch):
+    """``train`` from Python that ends in an error leaves its W&B run open; the next W&B logger of the process
+    finishes it as failed (a caller that catches the error and trains again gets two separate runs)."""
+    from translearn.train import train
+    from translearn.wandb_logging import wandb_logger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    with pytest.raises(FileNotFoundError, match="config key 'resume'"):
+        train(compose([*run_overrides, "logger=wandb", f"resume={tmp_path / 'nowhere'}"], output_dir=tmp_path / "a"))
+    nxt = wandb_logger(save_dir=tmp_path / "b", run_facts={"data": "d", "strategy": "x.Joint", "seed": 1})
+    nxt.experiment.finish()
+    [left] = offline_runs([tmp_path / "a"])
+    assert left.state == "failed" and "before its W&B run was finished" in left.summary["error"]["message"]
+    assert left.config["data_manifest"]["key"]  # logged before the failure
+    deadline = time.time() + 10  # the W&B service may write the end of the file just after finish() returns
+    while (done := offline_runs([tmp_path / "b"])[0]).state == "running" and time.time() < deadline:
+        time.sleep(0.1)
+    assert (done.state, done.name, done.group) == ("finished", "Joint-seed1", "d") and done.id != left.id
+
+
+class _Api:
+    """A stand-in for ``wandb.Api`` serving the sweep's runs as the W&B server would list them (config and
+    summary as logged, ``_wandb`` keys included); the tests have no network to reach the real one."""
+
+    def __init__(self, runs):
+        self.listed, self.calls = [SimpleNamespace(
+            id=r.id, project="translearn", entity="team", group=r.group, job_type=r.job_type, name=r.name,
+            tags=r.tags, state=r.state, path=["team", "translearn", r.id], config={**r.config, "_wandb": {"v": 1}},
+            summary_metrics={**r.summary, "_wandb": {"runtime": 3}}) for r in runs], []
+
+    def runs(self, path, filters=None, lazy=True):
+        self.calls.append((path, filters, lazy))
+        return self.listed
+
+
+def test_online_project_reads_like_the_offline_runs(sweep, capsys, monkeypatch):
+    import wandb
+
+    from translearn.cli.compare import main as compare
+
+    api = _Api(sweep["runs"].values())
+    monkeypatch.setattr(wandb, "Api", lambda: api)
+    online = {Path(r["folder"]).name: r for r in read_runs("team/translearn")}
+    assert api.calls == [("team/translearn", {}, False)]
+    offline = {Path(r["run"]).name: r for r in read_runs(sweep["folder"])}
+    assert online["2"]["run"] == f"team/translearn/{sweep['runs']['2'].id}"
+    assert online["2"]["folder"] == offline["2"]["folder"] == str(sweep["folder"] / "2")  # paths.output_dir
+    assert online["2"]["summary"] == offline["2"]["summary"] and online["2"]["config"] == offline["2"]["config"]
+    assert compare(["--wandb", str(sweep["folder"]), "--json"]) == 0
+    from_files = json.loads(capsys.readouterr().out)
+    assert compare(["--wandb", "team/translearn", "--json"]) == 0
+    from_project = json.loads(capsys.readouterr().out)
+    assert from_project["rows"] == from_files["rows"]  # per-user values found through the run folder
 
 
 # ---------------------------------------------------------------- the run-file reader on hand-written files
@@ -228,10 +297,12 @@ def test_reader_names_the_file_of_a_damaged_or_foreign_file(tmp_path):
 # ---------------------------------------------------------------- the baseline rule
 
 
-def _metrics(folder: Path, **fields) -> Path:
+def _metrics(folder: Path, wandb: dict | None = None, **fields) -> Path:
     base = {"strategy": "TargetOnly", "data_manifest_key": "k1", "seed": 0, "repeats": "mask"}
     folder.mkdir(parents=True)
     (folder / "metrics.json").write_text(json.dumps(base | fields))
+    if wandb is not None:
+        (folder / RUN_FILE).write_text(json.dumps(wandb))
     return folder
 
 
@@ -243,10 +314,29 @@ def test_baseline_matches_data_seed_and_repeats_and_prefers_the_best_on_validati
     _metrics(tmp_path / "4", repeats="keep", **{"val/target/ndcg@10": 0.90})  # another ranking rule
     joint = {"strategy": "Joint", "data_manifest_key": "k1", "seed": 0, "repeats": "mask",
              "test/target/ndcg@10": 0.30, "test/target/rmse": 1.5, "best_epoch": 3}
-    folder, _ = find_baseline(joint, tmp_path, "val/target/ndcg@10")
+    candidates = baseline_candidates(tmp_path / "5", tmp_path, "translearn", "any")  # a sweep: every job
+    assert len(candidates) == 5
+    folder, _ = find_baseline(joint, candidates, "val/target/ndcg@10")
     assert folder == tmp_path / "1"
-    gain = baseline_gain(joint, tmp_path, "val/target/ndcg@10")
+    gain = baseline_gain(joint, candidates, "val/target/ndcg@10", tmp_path)
     assert gain == {"baseline_run": "1", "gain/test/target/ndcg@10": pytest.approx(0.30 / 0.25 - 1),
                     "gain/test/target/rmse": pytest.approx(0.25)}  # lower rmse is a gain: (2.0 - 1.5) / 2.0
-    assert baseline_gain(joint | {"seed": 5}, tmp_path, "val/target/ndcg@10") == {}
-    assert baseline_gain(joint, None, "val/target/ndcg@10") == {}  # a single run has no sweep to look in
+    assert baseline_gain(joint | {"seed": 5}, candidates, "val/target/ndcg@10", tmp_path) == {}
+    assert baseline_gain(joint | {"strategy": "TargetOnly"}, candidates, "val/target/ndcg@10", tmp_path) == {}
+
+
+def test_a_single_run_finds_its_baseline_among_sibling_runs_of_its_group(tmp_path):
+    runs = tmp_path / "outputs" / "runs"
+    same = {"project": "translearn", "group": "synthetic"}
+    _metrics(runs / "a", wandb=same, **{"test/target/ndcg@10": 0.20})
+    _metrics(runs / "b", wandb=same | {"group": "other"}, **{"test/target/ndcg@10": 0.10})  # another group
+    _metrics(runs / "c", wandb=same | {"project": "p2"}, **{"test/target/ndcg@10": 0.10})  # another project
+    _metrics(runs / "d", **{"test/target/ndcg@10": 0.10})  # logged to no W&B run
+    _metrics(runs / "e" / "deeper", wandb=same, **{"test/target/ndcg@10": 0.10})  # not a sibling
+    me = runs / "z"
+    candidates = baseline_candidates(me, None, "translearn", "synthetic")
+    assert candidates == [runs / "a" / "metrics.json"]
+    joint = {"strategy": "Joint", "data_manifest_key": "k1", "seed": 0, "repeats": "mask", "test/target/ndcg@10": 0.3}
+    assert baseline_gain(joint, candidates, "val/target/ndcg@10", runs) == {
+        "baseline_run": "a", "gain/test/target/ndcg@10": pytest.approx(0.5)}
+    assert baseline_candidates(runs / "a", None, "translearn", "synthetic") == []  # never itself

@@ -26,7 +26,7 @@ from translearn.cli import config as _config  # noqa: F401  (registers the confi
 from translearn.metrics.per_user import save_per_user
 from translearn.provenance import versions
 from translearn.report import format_metrics
-from translearn.wandb_logging import finish_wandb_runs
+from translearn.wandb_logging import finish_wandb_runs, log_data_manifest
 
 log = logging.getLogger(__name__)
 # Lightning advice that does not apply here: small epochs on small data, and our own batch transfer.
@@ -100,6 +100,7 @@ def train(cfg: DictConfig) -> dict:
     strategy = build_strategy(cfg, prepared, model)
     datamodule = build_datamodule(cfg, prepared, strategy)
     trainer = build_trainer(cfg)
+    log_data_manifest(trainer, prepared)  # W&B: the data a run used, before it can fail
     resume = resume_checkpoint(cfg.get("resume"))
     if resume:  # a damaged checkpoint or one of another data set is one clear error, not a traceback
         check_state(resume, read_checkpoint(resume)["state_dict"], strategy)
@@ -140,5 +141,5 @@ def train(cfg: DictConfig) -> dict:
         print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
                                             f"(target {prepared.target}, seed {cfg.seed})"))
         print(f"run folder: {run_dir}")
-    finish_wandb_runs(trainer, prepared, summary, run_dir, cfg.monitor)  # manifest, summary, gain; a run per job
+    finish_wandb_runs(trainer, summary, run_dir, cfg.monitor)  # W&B: summary, gain, artifact; a run per job
     return summary

@@ -1,20 +1,22 @@
-"""Weights & Biases for translearn runs: the ``logger=wandb`` factory and what a run adds at its end.
+"""Weights & Biases for translearn runs: the ``logger=wandb`` factory and what a run adds as it goes.
 
 At the start (``wandb_logger``): one W&B run per translearn run, named from the config. Group: the sweep
 folder's name for every job of a multirun, the data set's name for a single run; job type: the strategy
 class; run name: ``<strategy>-seed<seed>`` (``<job>-<strategy>-seed<seed>`` in a multirun). Metrics are
-charted against ``epoch`` (``train/loss_step`` against ``trainer/global_step``).
+charted against ``epoch`` (``train/loss_step`` against ``trainer/global_step``). The run config is the
+resolved translearn config, with the job's ``hydra_overrides``; ``log_data_manifest`` (called by ``train``
+once the data is prepared) adds ``data_manifest``, so a run that fails later still says what it ran on.
 
-At the end (``finish_wandb_runs``, called by ``train``): the data manifest and the Hydra overrides join
-the run config (the resolved config is there already); the summary gets every key of ``metrics.json``
-and, when a finished ``target_only`` run of the same sweep used the same data and seed, the gain over it
-(``gain/test/...``); with ``log_model`` the selected checkpoint becomes a ``model`` artifact; then the run
-is finished, so the next job of a sweep gets a run of its own.
+At the end (``finish_wandb_runs``, called by ``train``): the summary gets every key of ``metrics.json`` and,
+when a finished ``target_only`` run of the same group used the same data and seed, the gain over it
+(``gain/test/...``, see ``translearn.wandb_baseline``); with ``log_model`` the selected checkpoint becomes
+a ``model`` artifact; ``wandb.json`` in the run folder names the W&B run; then the run is finished, so the
+next job of a sweep gets a run of its own. A job that ends in a user error calls ``fail_wandb_runs``: its
+run gets the error in its summary and is finished as failed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -24,10 +26,10 @@ from typing import Any
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
-from translearn.metrics.direction import metric_mode
+from translearn.cache import atomic_write_json
+from translearn.wandb_baseline import RUN_FILE, baseline_candidates, baseline_gain
 
 log = logging.getLogger(__name__)
-BASELINE = "TargetOnly"  # the strategy class transfer gains are measured against
 
 
 class TranslearnWandbLogger(WandbLogger):
@@ -46,6 +48,17 @@ class TranslearnWandbLogger(WandbLogger):
         self.store_checkpoint = store_checkpoint  # log_model: the checkpoint becomes an artifact at the end
         self.owns_run = wandb.run is None  # False: Lightning reuses a run the caller started (left open)
         self.fit_done = False
+        self.config_logged = False
+
+    @rank_zero_only
+    def log_hyperparams(self, params: Any) -> None:
+        """Set the run config from the first call only: ``build_trainer``'s resolved config. Lightning calls
+        again at each ``fit``/``validate``/``test`` with the strategy's own arguments (``lam``, ``ks``, ...),
+        which repeat ``strategy.*`` and ``evaluation.*`` at the top level, where a name could also replace a
+        config node; those calls are dropped."""
+        if not self.config_logged:
+            super().log_hyperparams(params)
+            self.config_logged = True
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
@@ -106,7 +119,9 @@ def wandb_logger(project: str = "translearn", save_dir: str | Path = ".", entity
     facts = dict(run_facts or {})
     identity = run_identity(facts.get("data", "translearn"), facts.get("strategy", "run"), facts.get("seed", 0),
                             group, job_type, name)
-    _finish_left_open()
+    if _open:  # an earlier job of this process ended in an error before its run was finished (from Python)
+        log.warning("finishing %d W&B run(s) an earlier job left open, as failed", len(_open))
+        fail_wandb_runs({"error": "unknown", "message": "the job ended before its W&B run was finished"})
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     logger = TranslearnWandbLogger(store_checkpoint=bool(log_model), project=project, save_dir=str(save_dir),
                                    entity=entity, tags=list(tags), offline=offline, **identity, **kwargs)
@@ -116,73 +131,36 @@ def wandb_logger(project: str = "translearn", save_dir: str | Path = ".", entity
         run.define_metric("*", step_metric="epoch", step_sync=True)
         run.define_metric("train/loss_step", step_metric="trainer/global_step", step_sync=True)  # per step
     if logger.owns_run:
+        hc = _hydra()
+        run.config.update({"hydra_overrides": list(hc.overrides.task) if hc is not None else []},
+                          allow_val_change=True)
         _open.append(logger)
     return logger
 
 
-def finish_failed_runs() -> None:
-    """Finish, as failed, the W&B runs of a job that just ended in an error (called by translearn-train, so
-    the run is closed and flushed now rather than by wandb's exit hook, which may not finish in time)."""
-    _finish_left_open()
+def _wandb_loggers(trainer: Any) -> list[TranslearnWandbLogger]:
+    """The ``TranslearnWandbLogger``s of ``trainer`` on rank 0 (none elsewhere: other ranks log nothing)."""
+    if not trainer.is_global_zero:
+        return []
+    return [lg for lg in trainer.loggers if isinstance(lg, TranslearnWandbLogger)]
 
 
-def _finish_left_open() -> None:
-    """Finish, as failed, a run an earlier job of this process left open (it ended in an error)."""
+def log_data_manifest(trainer: Any, prepared: Any) -> None:
+    """Add the prepared data's manifest (key, domains, split, stats, preprocessing report) to the config of
+    every W&B run of ``trainer``."""
+    for logger in _wandb_loggers(trainer):
+        logger.experiment.config.update({"data_manifest": prepared.manifest()}, allow_val_change=True)
+
+
+def fail_wandb_runs(error: Mapping[str, Any]) -> None:
+    """Put ``error`` (what ``error.json`` holds) in the summary of every open W&B run of this process and
+    finish each as failed (exit code 1). For a job that ended in a user error."""
     while _open:
-        left = _open.pop()
-        if left._experiment is not None and hasattr(left._experiment, "finish"):
-            log.warning("finishing W&B run %s of an earlier job that ended in an error", left._experiment.id)
-            left._experiment.finish(exit_code=1)
-
-
-def _gain(value: float, base: float, key: str) -> float | None:
-    """Relative gain of ``value`` over ``base``, positive when better (lower is better for rmse, mae, ...)."""
-    try:
-        mode = metric_mode(key)
-    except ValueError:
-        return None
-    if not base:
-        return None
-    return (value - base) / abs(base) if mode == "max" else (base - value) / abs(base)
-
-
-def find_baseline(summary: Mapping[str, Any], folder: Path, monitor: str) -> tuple[Path, dict] | None:
-    """The finished ``target_only`` run under ``folder`` for the run ``summary`` describes: same data
-    (``data_manifest_key``), seed and ``repeats`` rule; of several (a search over its knobs), the best on
-    ``monitor`` (validation). Returns (its run folder, its metrics.json), or None."""
-    found = []
-    for path in sorted(folder.rglob("metrics.json")):
-        try:
-            other = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # another job writing it now, or not ours
-        if other.get("strategy") == BASELINE and all(other.get(k) == summary.get(k) for k in
-                                                     ("data_manifest_key", "seed", "repeats")):
-            found.append((path.parent, other))
-    scored = [(run, m) for run, m in found if isinstance(m.get(monitor), int | float)]
-    if not scored:
-        return found[0] if found else None
-    sign = 1.0 if metric_mode(monitor) == "max" else -1.0
-    return max(scored, key=lambda item: sign * item[1][monitor])
-
-
-def baseline_gain(summary: Mapping[str, Any], sweep: Path | None, monitor: str) -> dict[str, Any]:
-    """``{"gain/<test key>": relative gain, "baseline_run": its folder}`` over the matching ``target_only``
-    run of the ``sweep`` folder (see ``find_baseline``); empty for no sweep (a single run), for a baseline
-    run itself, or when none has finished."""
-    if sweep is None or summary.get("strategy") == BASELINE:
-        return {}
-    found = find_baseline(summary, sweep, monitor)
-    if found is None:
-        return {}
-    folder, base = found
-    out: dict[str, Any] = {"baseline_run": os.path.relpath(folder, sweep)}
-    for key, value in summary.items():
-        if key.startswith("test/") and isinstance(value, int | float) and isinstance(base.get(key), int | float):
-            gain = _gain(float(value), float(base[key]), key)
-            if gain is not None:
-                out[f"gain/{key}"] = gain
-    return out
+        logger = _open.pop()
+        run = logger._experiment
+        if run is not None and hasattr(run, "finish"):
+            run.summary.update({"error": dict(error)})
+            run.finish(exit_code=1)
 
 
 def _store_checkpoint(run: Any, run_dir: Path, summary: Mapping[str, Any], monitor: str) -> None:
@@ -204,24 +182,26 @@ def _store_checkpoint(run: Any, run_dir: Path, summary: Mapping[str, Any], monit
     run.log_artifact(artifact, aliases=["best" if summary.get("best_checkpoint") else "latest"])
 
 
-def finish_wandb_runs(trainer: Any, prepared: Any, summary: Mapping[str, Any], run_dir: str | Path,
-                      monitor: str) -> None:
-    """Add the data manifest, the final summary (and gain), the checkpoint if asked, and finish the W&B
+def _write_run_file(run: Any, run_dir: Path, offline: bool) -> None:
+    """``<run>/wandb.json``: the W&B run this run folder logged to (and how to find it again)."""
+    atomic_write_json(run_dir / RUN_FILE, {"id": run.id, "project": run.project, "entity": run.entity or None,
+                                           "group": run.group, "job_type": run.job_type, "name": run.name,
+                                           "offline": offline, "dir": os.path.relpath(run.dir, run_dir)})
+
+
+def finish_wandb_runs(trainer: Any, summary: Mapping[str, Any], run_dir: str | Path, monitor: str) -> None:
+    """Add the final summary (and gain), the checkpoint if asked, and ``wandb.json``, then finish the W&B
     run of every ``TranslearnWandbLogger`` of ``trainer``. Rank 0 only; other loggers are left alone."""
-    if not trainer.is_global_zero:
-        return
     run_dir = Path(run_dir)
-    for logger in trainer.loggers:
-        if not isinstance(logger, TranslearnWandbLogger):
-            continue
+    for logger in _wandb_loggers(trainer):
         run = logger.experiment
-        hc = _hydra()
-        run.config.update({"data_manifest": prepared.manifest(),
-                           "hydra_overrides": list(hc.overrides.task) if hc is not None else []},
-                          allow_val_change=True)
-        run.summary.update({**summary, **baseline_gain(summary, sweep_folder(), monitor)})
+        sweep = sweep_folder()
+        candidates = baseline_candidates(run_dir, sweep, run.project, run.group)
+        gain = baseline_gain(summary, candidates, monitor, relative_to=sweep or run_dir.parent)
+        run.summary.update({**summary, **gain})
         if logger.store_checkpoint:
             _store_checkpoint(run, run_dir, summary, monitor)
+        _write_run_file(run, run_dir, logger._offline)
         if logger.owns_run:
             run.finish()
         if logger in _open:

@@ -9,8 +9,10 @@ through ``wandb.Api()``.
 
 Both give ``WandbRun``s; ``WandbRun.record()`` is the plain dict ``translearn-compare`` reads: ``config``
 (the resolved translearn config, plus ``data_manifest`` and ``hydra_overrides`` when translearn logged
-them), ``summary`` (for translearn runs: the keys of ``metrics.json``, plus ``gain/...``), ``run`` (the
-translearn run folder for an offline run, ``entity/project/id`` online) and the W&B identity fields.
+them), ``summary`` (for translearn runs: the keys of ``metrics.json``, plus ``gain/...``, or ``error`` for
+a failed job), ``run`` (the translearn run folder for an offline run, ``entity/project/id`` online),
+``folder`` (the translearn run folder when it is on this machine, online runs included: their config's
+``paths.output_dir``; else ``""``) and the W&B identity fields.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class WandbRun:
     state:     ``finished`` (exit code 0), ``failed`` (another exit code), ``running`` (no exit record: still
                running, or killed); online, W&B's own state
     run:       the translearn run folder (offline: the folder that holds ``wandb/``) or ``entity/project/id``
+    folder:    the translearn run folder if it exists on this machine (per-user metrics, checkpoints), else ""
     """
 
     id: str
@@ -50,10 +53,11 @@ class WandbRun:
     exit_code: int | None = None
     run: str = ""
     file: str = ""
+    folder: str = ""
 
     def record(self) -> dict[str, Any]:
         """The run as the plain dict ``translearn-compare`` reads (no history, no artifacts)."""
-        return {"config": self.config, "summary": self.summary, "run": self.run, "id": self.id,
+        return {"config": self.config, "summary": self.summary, "run": self.run, "folder": self.folder, "id": self.id,
                 "project": self.project, "entity": self.entity, "group": self.group,
                 "job_type": self.job_type, "name": self.name, "tags": list(self.tags), "state": self.state}
 
@@ -145,7 +149,15 @@ def read_offline_run(path: str | Path) -> WandbRun:
             run.state = "finished" if run.exit_code == 0 else "failed"
     run.config.pop("_wandb", None)
     run.summary.pop("_wandb", None)
+    run.folder = run.run if (Path(run.run) / "wandb").is_dir() else _local_folder(run.config)
     return run
+
+
+def _local_folder(config: Mapping[str, Any]) -> str:
+    """The run folder a translearn config names (``paths.output_dir``) when it is on this machine, else ""."""
+    paths = config.get("paths")
+    folder = paths.get("output_dir") if isinstance(paths, Mapping) else None
+    return str(folder) if isinstance(folder, str) and Path(folder).is_dir() else ""
 
 
 def run_files(roots: Iterable[str | Path]) -> list[Path]:
@@ -188,14 +200,19 @@ def project_runs(project: str, filters: Mapping[str, Any] | None = None, api: An
         import wandb
 
         api = wandb.Api()
+    try:  # lazy=False: config and summary come with the listing, not one request per run (older wandb: no lazy)
+        listing = api.runs(project, filters=dict(filters or {}), lazy=False)
+    except TypeError:
+        listing = api.runs(project, filters=dict(filters or {}))
     out = []
-    for r in api.runs(project, filters=dict(filters or {})):
-        summary = getattr(r.summary, "_json_dict", None) or dict(r.summary)
+    for r in listing:
+        summary = getattr(r, "summary_metrics", None) or getattr(r.summary, "_json_dict", None) or dict(r.summary)
         run = WandbRun(id=r.id, project=r.project, entity=r.entity, group=r.group or "", job_type=r.job_type or "",
                        name=r.name or "", tags=list(r.tags or []), config=_plain(dict(r.config)),
                        summary=_plain(dict(summary)), state=r.state, run="/".join(r.path))
         run.config.pop("_wandb", None)
         run.summary.pop("_wandb", None)
+        run.folder = _local_folder(run.config)
         out.append(run)
     return out
 

@@ -55,8 +55,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if not is_user_error(err):
             raise
         _record_failure(Path(folder), err)
-        if "translearn.wandb_logging" in sys.modules:  # the job's W&B run, if any, ends now as failed
-            sys.modules["translearn.wandb_logging"].finish_failed_runs()
         if debug_requested():
             raise
         return None
@@ -87,6 +85,8 @@ def _record_failure(folder: Path, err: BaseException) -> None:
     _failed.append((str(folder), message))
     if not folder.exists() or folder.is_dir():
         atomic_write_json(folder / "error.json", error_record(err))
+    if "translearn.wandb_logging" in sys.modules:  # the job's W&B run: finished as failed, with the error
+        sys.modules["translearn.wandb_logging"].fail_wandb_runs(error_record(err))
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         print(f"{PROG}: error: job {folder}: {message}", file=sys.stderr)
 

@@ -101,9 +101,11 @@ def load_wandb(source: str) -> tuple[list[RunRecord], list[FailedRun]]:
 
     runs, failed = [], []
     for rec in read_runs(source):
-        folder = Path(rec["run"]) if rec["run"] else Path(rec["id"])
+        folder = Path(rec.get("folder") or rec["run"] or rec["id"])  # a folder here: its per-user values
         if rec["state"] != "finished" or "seed" not in rec["summary"]:
-            failed.append(FailedRun(folder, f"W&B run {rec['id']} is {rec['state']}"))
+            error = rec["summary"].get("error")  # what the job's error.json holds, when translearn logged it
+            message = f": {error.get('message')}" if isinstance(error, dict) else ""
+            failed.append(FailedRun(folder, f"W&B run {rec['id']} is {rec['state']}{message}"))
             continue
         runs.append(RunRecord(folder, dict(rec["summary"]), _setting_of(rec["config"].get("hydra_overrides")),
                               rec["group"]))

@@ -92,6 +92,17 @@ def test_joblib_runs_two_jobs_in_parallel_sharing_the_cores(tmp_path):
     assert all(r["torch_threads"] == max(1, (os.cpu_count() or 1) // 2) for r in runs)
 
 
+def test_a_failed_joblib_job_counts_in_the_sweeps_exit_status(tmp_path):
+    """Joblib jobs run in worker processes: their failures reach the sweep's exit status through error.json."""
+    sweep = tmp_path / "sweep"
+    done = _train(["-m", "hydra.launcher=joblib", "hydra.launcher.n_jobs=2", "optimizer.lr=0.01,-1", *TINY,
+                   f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    failed = [j for j in (0, 1) if (sweep / str(j) / "error.json").exists()]
+    assert len(failed) == 1 and (sweep / str(1 - failed[0]) / "metrics.json").exists()
+    assert "1 of 2 jobs failed" in done.stderr and str((sweep / str(failed[0])).resolve()) in done.stderr
+
+
 def test_dotted_overrides_reach_plugin_and_user_groups(tmp_path):
     (tmp_path / "mine" / "kind").mkdir(parents=True)
     (tmp_path / "mine" / "kind" / "a.yaml").write_text("x: 1\n")

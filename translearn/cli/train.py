@@ -43,7 +43,7 @@ _failed: list[tuple[str, str]] = []  # (run folder, one-line message) of the job
 def _hydra_main(cfg: DictConfig) -> float | None:
     from translearn.checks import check_config
 
-    folder = HydraConfig.get().runtime.output_dir
+    folder = str(Path(HydraConfig.get().runtime.output_dir).resolve())
     _jobs.append(folder)
     _share_cores()
     try:

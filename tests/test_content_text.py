@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ast
 import logging
+import multiprocessing
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -223,3 +225,26 @@ def test_the_catalog_of_prepared_data(tmp_path):
     assert list(catalog.texts("target")) == list(target.item_text)
     assert catalog.domains["target"].image_paths is None
     assert catalog.text_features("target").shape == (target.num_items, 8)
+
+
+def _encode_in_child(cache_dir: str, log_file: str) -> None:
+    def slow_stub(name: str, texts, batch_size: int) -> np.ndarray:
+        with open(log_file, "a") as f:
+            f.write("encoded\n")
+        time.sleep(0.5)  # the other job arrives while this one encodes
+        return CountingStub()(name, texts, batch_size)
+
+    _catalog(Path(cache_dir), encode=slow_stub).text_features("shop")
+
+
+def test_parallel_jobs_encode_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    log_file = tmp_path / "calls.txt"
+    jobs = [ctx.Process(target=_encode_in_child, args=(str(tmp_path / "cache"), str(log_file))) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(30)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    assert log_file.read_text() == "encoded\n"  # one job encoded, the other waited and read its entry
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 1

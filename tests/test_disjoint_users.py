@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from translearn.cli.config import compose
 from translearn.data import DisjointUsers, LeaveOneOut, PreparedData, prepare
@@ -18,7 +19,9 @@ from translearn.data.history import HistoryIndex
 from translearn.data.sources.synthetic import SyntheticSource
 from translearn.data.splits import DROPPED, TEST, TRAIN, VALID, ColdStartUsers, RatioSplit, SplitError, TemporalSplit
 from translearn.errors import ConfigError
-from translearn.strategies.bridge import check_bridge, content_bridge
+from translearn.models import matrix_factorization
+from translearn.strategies import Joint
+from translearn.strategies.bridge import check_bridge, content_bridge, model_item_tower
 from translearn.train import train
 
 DATA_ROOT = Path(os.environ.get("TRANSLEARN_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
@@ -242,3 +245,32 @@ def test_sasrec_finetunes_over_disjoint_users(tmp_path) -> None:
     summary = train(compose(overrides, output_dir=tmp_path / "run"))
     assert 0.0 < summary["test/target/ndcg@10"] < 1.0
     assert (tmp_path / "cache" / "stage").is_dir()  # the source stage trained on the source-side users
+
+
+class _FeatureTower(torch.nn.Module):
+    """A stand-in content tower: fixed item features [num, F] through a trainable linear adaptor."""
+
+    def __init__(self, features: torch.Tensor, dim: int) -> None:
+        super().__init__()
+        self.features, self.adaptor = features, torch.nn.Linear(features.shape[1], dim)
+        self.num = features.shape[0]
+
+    def forward(self, items: torch.Tensor) -> torch.Tensor:
+        return self.adaptor(self.features[items])
+
+    def all(self) -> torch.Tensor:
+        return self.adaptor(self.features)
+
+
+def test_joint_built_from_python_follows_the_model_s_item_tower() -> None:
+    p = prepare(_synthetic(), "target", ["source"], split=DisjointUsers(), seed=1)
+    facts = DataFacts.of(p)
+    items = {d: p.num_items(d) for d in p.domains}
+    plain = matrix_factorization(p.num_users, items, 4)
+    assert model_item_tower(plain, "target") == "id"
+    with pytest.raises(ConfigError, match="Joint reads user vectors .*model.item_tower='id'"):
+        Joint(plain, "target", ["source"], facts=facts)
+    content = matrix_factorization(p.num_users, items, 4)
+    content.item_encoders["target"] = _FeatureTower(torch.randn(p.num_items("target"), 3), 4)
+    assert model_item_tower(content, "target") == "content"
+    Joint(content, "target", ["source"], facts=facts)  # a content tower bridges: accepted

@@ -25,13 +25,14 @@ from torch import nn
 from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError
 
-CONTENT_TOWERS = ("text", "id_text", "image")
+CONTENT_TOWERS = ("text", "id_text", "image")  # the values of model.item_tower that read item content
+MODEL_CONTENT = "content"  # what ``model_item_tower`` calls a non-id tower that names no kind
 BRIDGES = ("none", "content", "users")
 
 
 def content_bridge(item_tower: str = "id", sequence: bool = False) -> str | None:
     """What stands in for shared users in a model: ``"item content"``, ``"histories"`` or None."""
-    if item_tower in CONTENT_TOWERS:
+    if item_tower in CONTENT_TOWERS or item_tower == MODEL_CONTENT:
         return "item content"
     return "histories" if sequence else None
 
@@ -45,7 +46,7 @@ def model_item_tower(model: nn.Module, domain: str) -> str:
     tower = model.item_encoder(domain)
     if isinstance(tower, (IdEmbedding, BiasedIdEmbedding, TiedItemTower)):
         return "id"
-    return str(getattr(model, "item_tower", "content"))
+    return str(getattr(model, "item_tower", MODEL_CONTENT))
 
 
 def check_bridge(strategy: str, needs: str, facts: DataFacts, item_tower: str = "id",

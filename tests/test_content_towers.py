@@ -308,3 +308,31 @@ STRATEGIES = [
 def test_every_transfer_strategy_runs_with_a_text_tower(tmp_path, stub_encoder, overrides):
     summary = _run(tmp_path, ["model.item_tower=text", *overrides])
     assert 0.0 <= summary["test/target/ndcg@10"] <= 1.0
+
+
+def test_the_stage_cache_key_follows_the_frozen_features():
+    from translearn.stage import frozen_inputs_digest
+
+    assert frozen_inputs_digest(build("mf", "id")) is None  # id models: the stage keys of before
+    same = frozen_inputs_digest(build("mf", "text")), frozen_inputs_digest(build("mf", "text"))
+    other = frozen_inputs_digest(build("mf", "text", items=catalog(seed=5)))  # other texts, other features
+    assert same[0] == same[1] != other
+
+
+class ImageCatalog(ItemCatalog):
+    """A catalog whose items have image paths and whose image features are a fixed random table."""
+
+    def image_features(self, domain: str, backbone: str = "efficientnet_lite0", weights=None) -> torch.Tensor:
+        assert backbone == "efficientnet_lite0"
+        return torch.randn(self.num_items(domain), 12, generator=torch.Generator().manual_seed(len(domain)))
+
+
+@pytest.mark.parametrize("model", list(FACTORIES))
+def test_an_image_tower_reads_the_image_features(model):
+    doms = {d: DomainItems(d, n, np.arange(n), image_paths=np.array([f"{d}{i}.jpg" for i in range(n)], dtype=object))
+            for d, n in (("t", 4), ("s", 5))}
+    items = ImageCatalog(doms, None, words)
+    m = build(model, "image", items=items)
+    assert m.content_adaptor.linear.in_features == 12
+    m.score_all("t", query(m)).sum().backward()
+    assert m.content_adaptor.linear.weight.grad is not None

@@ -15,6 +15,7 @@ gradients are averaged: one model, trained once across the processes) and rank 0
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -270,7 +271,9 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
             return load_model_weights(model, checkpoint)
         entry = None
         if cache_dir is not None and describe is not None:
-            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
+            frozen = frozen_inputs_digest(model)  # content towers: the features the stage model reads
+            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe,
+                               **({"frozen_inputs": frozen} if frozen else {})})
             entry = Path(cache_dir) / "stage" / key[:24]
         # Parallel single-process jobs train one stage once (the others wait, then read it). Not under DDP:
         # there every rank must take part in the one training, so a rank waiting on the lock would hang it.
@@ -295,6 +298,19 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
 
                 write_entry(entry, write)
     return model
+
+
+def frozen_inputs_digest(model: torch.nn.Module) -> str | None:
+    """sha256 of the model's non-persistent buffers (the frozen content features of its item towers),
+    which a saved state_dict does not carry; None when it has none (id models: their keys stay as before)."""
+    persistent = set(model.state_dict())
+    digest, seen = hashlib.sha256(), False
+    for name, buf in model.named_buffers():
+        if name not in persistent:
+            seen = True
+            digest.update(name.encode())
+            digest.update(buf.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest() if seen else None
 
 
 def _single_process(trainer: Mapping[str, Any] | None) -> bool:

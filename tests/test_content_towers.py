@@ -336,3 +336,21 @@ def test_an_image_tower_reads_the_image_features(model):
     assert m.content_adaptor.linear.in_features == 12
     m.score_all("t", query(m)).sum().backward()
     assert m.content_adaptor.linear.weight.grad is not None
+
+
+def test_a_factory_without_items_is_called_as_before():
+    from translearn.models.factory import call_factory
+
+    seen = []
+
+    def old(num_users, num_items):  # a user's factory of before: no items argument
+        seen.append(("old", num_users))
+        return matrix_factorization(num_users, num_items)
+
+    def open_ended(num_users, num_items, **rest):
+        seen.append(("open", sorted(rest)))
+        return matrix_factorization(num_users, num_items)
+
+    call_factory(old, catalog(), num_users=2, num_items={"t": 3})
+    call_factory(open_ended, catalog(), num_users=2, num_items={"t": 3})
+    assert seen == [("old", 2), ("open", ["items"])]

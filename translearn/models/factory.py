@@ -75,16 +75,17 @@ def neural_cf(num_users: int, num_items: Mapping[str, int], embedding_dim: int =
 
 
 def accepts(factory: Any, name: str) -> bool:
-    """Whether ``factory`` (a function, class or ``functools.partial``) takes a keyword ``name``."""
+    """Whether ``factory`` (a function, class or ``functools.partial``) names a parameter ``name`` (a bare
+    ``**kwargs`` does not count: it may pass its keywords on to code that does not expect this one)."""
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return name in params and params[name].kind is not inspect.Parameter.VAR_POSITIONAL
 
 
 def call_factory(factory: Any, items: Any = None, **kwargs: Any) -> Recommender:
-    """``factory(**kwargs, items=items)``; a factory without an ``items`` argument (an older user factory)
+    """``factory(**kwargs, items=items)``; a factory without an ``items`` parameter (an older user factory)
     is called without it."""
     if items is not None and accepts(factory, "items"):
         kwargs["items"] = items

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import ast
 import logging
+import multiprocessing
 import os
 import shutil
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +63,9 @@ def test_the_default_encoder_is_the_bundled_minilm_and_loads_without_network(mon
         raise OSError("network used while loading a local model")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    text_encoders.load_encoder.cache_clear()
+    text_encoders.unload_encoders()
     model = text_encoders.load_encoder(path)
+    assert text_encoders.load_encoder(path) is model  # once per process
     assert str(model.device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
     assert "HF_HUB_OFFLINE" not in os.environ  # set while loading only
     identity = text_encoders.encoder_identity(path)
@@ -223,3 +226,26 @@ def test_the_catalog_of_prepared_data(tmp_path):
     assert list(catalog.texts("target")) == list(target.item_text)
     assert catalog.domains["target"].image_paths is None
     assert catalog.text_features("target").shape == (target.num_items, 8)
+
+
+def _encode_in_child(cache_dir: str, log_file: str) -> None:
+    def slow_stub(name: str, texts, batch_size: int) -> np.ndarray:
+        with open(log_file, "a") as f:
+            f.write("encoded\n")
+        time.sleep(0.5)  # the other job arrives while this one encodes
+        return CountingStub()(name, texts, batch_size)
+
+    _catalog(Path(cache_dir), encode=slow_stub).text_features("shop")
+
+
+def test_parallel_jobs_encode_once(tmp_path):
+    ctx = multiprocessing.get_context("fork")
+    log_file = tmp_path / "calls.txt"
+    jobs = [ctx.Process(target=_encode_in_child, args=(str(tmp_path / "cache"), str(log_file))) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    for job in jobs:
+        job.join(30)
+    assert [job.exitcode for job in jobs] == [0, 0]
+    assert log_file.read_text() == "encoded\n"  # one job encoded, the other waited and read its entry
+    assert len(list((tmp_path / "cache" / "features").iterdir())) == 1

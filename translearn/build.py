@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.content.catalog import ItemCatalog
+from translearn.content.text import unload_encoders
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
@@ -83,8 +84,10 @@ def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
     """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains) and
     ``items`` (the ``ItemCatalog``; passed only to factories that take it)."""
     factory = _instantiate(cfg.model, "model")
-    return call_factory(factory, build_catalog(cfg, prepared), num_users=prepared.num_users,
-                        num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    model = call_factory(factory, build_catalog(cfg, prepared), num_users=prepared.num_users,
+                         num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    unload_encoders()  # a content tower's features are in the model (and cached): free the text encoder
+    return model
 
 
 def _plain(node: Any) -> Any:
@@ -118,11 +121,13 @@ def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None
     if isinstance(loss, AutoLoss):
         loss = preferred_loss(probe)
     devices = {k: _plain(v) for k, v in (cfg.get("trainer") or {}).items() if k in TRAINER_KEYS}
-    return stage_model(factory, prepared, spec,
-                       optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
-                       cache_dir=cfg.paths.cache_dir, describe=describe,
-                       checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices,
-                       items=build_catalog(cfg, prepared))
+    model = stage_model(factory, prepared, spec,
+                        optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
+                        cache_dir=cfg.paths.cache_dir, describe=describe,
+                        checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices,
+                        items=build_catalog(cfg, prepared))
+    unload_encoders()
+    return model
 
 
 def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,

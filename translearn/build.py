@@ -16,6 +16,8 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.checkpoint_io import AtomicCheckpointIO
+from translearn.content.catalog import ItemCatalog
+from translearn.content.text import unload_encoders
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
@@ -24,6 +26,7 @@ from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
+from translearn.models.factory import accepts, call_factory
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
@@ -72,10 +75,20 @@ def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
         else [prepared.target]
 
 
+def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
+    """The item content the model factories read (text, attributes, image paths; features cached under
+    ``paths.cache_dir``). Cheap: features are computed only when a content tower asks for them."""
+    return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"))
+
+
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
+    """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains) and
+    ``items`` (the ``ItemCatalog``; passed only to factories that take it)."""
     factory = _instantiate(cfg.model, "model")
-    return factory(num_users=prepared.num_users,
-                   num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    model = call_factory(factory, build_catalog(cfg, prepared), num_users=prepared.num_users,
+                         num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    unload_encoders()  # a content tower's features are in the model (and cached): free the text encoder
+    return model
 
 
 def _plain(node: Any) -> Any:
@@ -99,7 +112,9 @@ def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None
         raise ConfigError(f"config key 'strategy.stage': {err}", config_key="strategy.stage") from err
     describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
     factory = _instantiate(cfg.model, "model")
-    probe = factory(num_users=1, num_items={prepared.target: 1})  # a tiny model: the family's preferences
+    # a tiny model that tells the family's preferences (an id tower: it reads no content)
+    probe = factory(num_users=1, num_items={prepared.target: 1}, **({"item_tower": "id"}
+                                                                    if accepts(factory, "item_tower") else {}))
     if spec.batch_size is None:  # the main run's batch size for this model family
         spec = replace(spec, batch_size=train_batch_size(cfg, probe))
     if loss is None:
@@ -107,10 +122,13 @@ def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None
     if isinstance(loss, AutoLoss):
         loss = preferred_loss(probe)
     devices = {k: _plain(v) for k, v in (cfg.get("trainer") or {}).items() if k in TRAINER_KEYS}
-    return stage_model(factory, prepared, spec,
-                       optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
-                       cache_dir=cfg.paths.cache_dir, describe=describe,
-                       checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices)
+    model = stage_model(factory, prepared, spec,
+                        optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
+                        cache_dir=cfg.paths.cache_dir, describe=describe,
+                        checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices,
+                        items=build_catalog(cfg, prepared))
+    unload_encoders()
+    return model
 
 
 def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,

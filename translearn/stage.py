@@ -15,6 +15,7 @@ gradients are averaged: one model, trained once across the processes) and rank 0
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
 from translearn.data.views import EmptySliceError
 from translearn.losses import negatives_to_sample
+from translearn.models.factory import call_factory
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -171,11 +173,13 @@ class KeepBest(pl.Callback):
 ModelFactory = Callable[..., Recommender]
 
 
-def build_stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec) -> Recommender:
-    """An untrained stage model with item towers for the stage's domains."""
+def build_stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
+                      items: Any = None) -> Recommender:
+    """An untrained stage model with item towers for the stage's domains; ``items``: the ``ItemCatalog``
+    (passed to factories that take it, for content item towers)."""
     kwargs = {"embedding_dim": spec.embedding_dim} if spec.embedding_dim else {}
-    return factory(num_users=prepared.num_users,
-                   num_items={d: prepared.num_items(d) for d in spec.train_domains(prepared)}, **kwargs)
+    return call_factory(factory, items, num_users=prepared.num_users,
+                        num_items={d: prepared.num_items(d) for d in spec.train_domains(prepared)}, **kwargs)
 
 
 def load_model_weights(model: Recommender, path: str | Path) -> Recommender:
@@ -248,24 +252,28 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
 def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
                 optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module,
                 cache_dir: str | Path | None = None, describe: Mapping[str, Any] | None = None,
-                checkpoint: str | Path | None = None, trainer: Mapping[str, Any] | None = None) -> Recommender:
+                checkpoint: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
+                items: Any = None) -> Recommender:
     """The stage model: from ``checkpoint`` if given, else from the cache, else trained (and cached).
 
     ``describe`` holds JSON-able descriptions of the factory, optimiser and loss settings for the cache
     key (the CLI passes the resolved config nodes); without it the model is trained but not cached.
     ``trainer``: the main run's device settings (accelerator, devices, strategy, precision); they do not
-    enter the cache key (a model trained on a GPU serves a CPU run alike).
+    enter the cache key (a model trained on a GPU serves a CPU run alike). ``items``: the item catalog
+    for the factory (content towers; their frozen features are not saved with the model).
     """
     # The stage draws from its own seeded RNG stream, so the run that trains it and the runs that read
     # it from the cache leave the global RNG in the same state (and produce the same target model).
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        model = build_stage_model(factory, prepared, spec)
+        model = build_stage_model(factory, prepared, spec, items)
         if checkpoint:
             return load_model_weights(model, checkpoint)
         entry = None
         if cache_dir is not None and describe is not None:
-            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe})
+            frozen = frozen_inputs_digest(model)  # content towers: the features the stage model reads
+            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe,
+                               **({"frozen_inputs": frozen} if frozen else {})})
             entry = Path(cache_dir) / "stage" / key[:24]
         # Parallel single-process jobs train one stage once (the others wait, then read it). Not under DDP:
         # there every rank must take part in the one training, so a rank waiting on the lock would hang it.
@@ -290,6 +298,19 @@ def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
 
                 write_entry(entry, write)
     return model
+
+
+def frozen_inputs_digest(model: torch.nn.Module) -> str | None:
+    """sha256 of the model's non-persistent buffers (the frozen content features of its item towers),
+    which a saved state_dict does not carry; None when it has none (id models: their keys stay as before)."""
+    persistent = set(model.state_dict())
+    digest, seen = hashlib.sha256(), False
+    for name, buf in model.named_buffers():
+        if name not in persistent:
+            seen = True
+            digest.update(name.encode())
+            digest.update(buf.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest() if seen else None
 
 
 def _single_process(trainer: Mapping[str, Any] | None) -> bool:

@@ -1,43 +1,92 @@
 """Ready-made recommenders, built from data sizes plus a few hyperparameters (the ``model`` config group).
 
-Configs give these with ``_partial_: true``; training fills in ``num_users`` and ``num_items``.
+Configs give these with ``_partial_: true``; training fills in ``num_users``, ``num_items`` and ``items``
+(the ``ItemCatalog`` of the run's data: item text, attributes, images). ``model.item_tower`` chooses the
+item towers (``id``, ``text``, ``id_text``, ``image``; see ``translearn.models.content``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
+from typing import Any
 
+from torch import nn
+
+from translearn.errors import ConfigError
+from translearn.models.content import ContentSpec, content_parts
+from translearn.models.content_towers import ContentItemTower
 from translearn.models.encoders import BiasedIdEmbedding, IdEmbedding
 from translearn.models.heads import DotHead, MLPHead
 from translearn.models.recommender import Recommender
 
 
+def item_towers(spec: ContentSpec, items: Any, num_items: Mapping[str, int], dim: int, init_std: float
+                ) -> tuple[dict[str, nn.Module], nn.Module | None, nn.Module | None]:
+    """(towers per domain, shared adaptor or None, shared gate or None) for ``spec.item_tower``."""
+    parts = content_parts(spec, items, num_items, dim)
+    if parts is None:
+        return {d: IdEmbedding(n, dim, init_std) for d, n in num_items.items()}, None, None
+    towers = {d: ContentItemTower(parts.features[d], parts.adaptor,
+                                  IdEmbedding(int(n), dim, init_std) if spec.uses_ids else None, parts.gate)
+              for d, n in num_items.items()}
+    return towers, parts.adaptor, parts.gate
+
+
 def matrix_factorization(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64,
-                         init_std: float = 0.01, bias: bool = False) -> Recommender:
-    """MF: id embeddings for users (shared by all domains) and items (per domain), dot-product scores.
+                         init_std: float = 0.01, bias: bool = False, items: Any = None, item_tower: str = "id",
+                         adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
+                         text_template: str = "{text}", id_text_mix: str = "sum",
+                         image_backbone: str = "efficientnet_lite0", image_weights: str | None = None) -> Recommender:
+    """MF: id embeddings for users (shared by all domains), item towers per domain, dot-product scores.
 
     ``bias=True`` adds a user and an item bias (``score = u . v + b_u + b_i``), the usual form for rating
-    prediction (with ratings centred on the training mean, see ``NormaliseRatings(method="center")``).
+    prediction (with ratings centred on the training mean, see ``NormaliseRatings(method="center")``); it
+    needs the id item tower. The content keys (``item_tower`` ... ``image_weights``) are ``ContentSpec``'s.
     """
+    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
+                       image_backbone, image_weights)
     if bias:
+        if spec.uses_content:
+            raise ConfigError(f"model.bias=true works with model.item_tower=id only, got "
+                              f"model.item_tower={item_tower}", config_key="model.bias")
         return Recommender(
             BiasedIdEmbedding(num_users, embedding_dim, "user", init_std),
             {d: BiasedIdEmbedding(n, embedding_dim, "item", init_std) for d, n in num_items.items()},
             DotHead(),
         )
-    return Recommender(
-        IdEmbedding(num_users, embedding_dim, init_std),
-        {d: IdEmbedding(n, embedding_dim, init_std) for d, n in num_items.items()},
-        DotHead(),
-    )
+    users = IdEmbedding(num_users, embedding_dim, init_std)
+    towers, shared, gate = item_towers(spec, items, num_items, embedding_dim, init_std)
+    return Recommender(users, towers, DotHead(), shared, gate)
 
 
 def neural_cf(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 32,
               hidden_dims: Sequence[int] = (64, 32), dropout: float = 0.0, gmf: bool = True,
-              init_std: float = 0.01) -> Recommender:
-    """NCF / NeuMF: id embeddings and an MLP head over the concatenated user and item vectors."""
-    return Recommender(
-        IdEmbedding(num_users, embedding_dim, init_std),
-        {d: IdEmbedding(n, embedding_dim, init_std) for d, n in num_items.items()},
-        MLPHead(embedding_dim, hidden_dims, dropout, gmf),
-    )
+              init_std: float = 0.01, items: Any = None, item_tower: str = "id", adaptor: str = "linear",
+              adaptor_experts: int = 8, text_encoder: str | None = None, text_template: str = "{text}",
+              id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
+              image_weights: str | None = None) -> Recommender:
+    """NCF / NeuMF: id user embeddings, item towers per domain, an MLP head over the concatenated vectors."""
+    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
+                       image_backbone, image_weights)
+    users = IdEmbedding(num_users, embedding_dim, init_std)
+    towers, shared, gate = item_towers(spec, items, num_items, embedding_dim, init_std)
+    return Recommender(users, towers, MLPHead(embedding_dim, hidden_dims, dropout, gmf), shared, gate)
+
+
+def accepts(factory: Any, name: str) -> bool:
+    """Whether ``factory`` (a function, class or ``functools.partial``) names a parameter ``name`` (a bare
+    ``**kwargs`` does not count: it may pass its keywords on to code that does not expect this one)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params and params[name].kind is not inspect.Parameter.VAR_POSITIONAL
+
+
+def call_factory(factory: Any, items: Any = None, **kwargs: Any) -> Recommender:
+    """``factory(**kwargs, items=items)``; a factory without an ``items`` parameter (an older user factory)
+    is called without it."""
+    if items is not None and accepts(factory, "items"):
+        kwargs["items"] = items
+    return factory(**kwargs)

@@ -4,7 +4,9 @@ A **query** is what a model may see about the users of a batch: a ``users [B]`` 
 with ``"users" [B]`` and, for models that read histories (``needs_history > 0``), ``"history" [B, L]``,
 ``"history_domain" [B, L]`` and ``"history_len" [B]`` (see ``translearn.data.history``). Id models read
 the users; sequence models read the history. The query encoder keeps the name ``user_encoder`` so that
-``strategy.freeze=[user_encoder]`` means the same for both.
+``strategy.freeze=[user_encoder]`` means the same for both. Models with content item towers
+(``model.item_tower=text``, ...) also hold ``content_adaptor`` (and ``content_mix`` for a gated id+text
+tower): one module shared by every domain's tower.
 """
 
 from __future__ import annotations
@@ -32,13 +34,20 @@ class Recommender(nn.Module):
 
     needs_history: int = 0  # history length the model reads (0: the user id only)
 
-    def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module) -> None:
+    def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module,
+                 content_adaptor: nn.Module | None = None, content_mix: nn.Module | None = None) -> None:
         super().__init__()
         if not item_encoders:
             raise ValueError("Recommender needs at least one item encoder")
         self.user_encoder = user_encoder
         self.item_encoders = nn.ModuleDict(dict(item_encoders))
         self.head = head
+        # content towers (translearn.models.content_towers): ONE adaptor (and id/text gate) for all domains,
+        # registered here so it is saved once and fine-tuning carries it across domains
+        if content_adaptor is not None:
+            self.content_adaptor = content_adaptor
+        if content_mix is not None:
+            self.content_mix = content_mix
 
     @property
     def domains(self) -> list[str]:

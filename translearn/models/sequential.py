@@ -17,10 +17,13 @@ position ``j`` predicts ``labels[:, j]`` in the label's domain, so one forward t
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from translearn.models.content import ContentSpec, content_parts
+from translearn.models.content_towers import ContentTokenTable
 from translearn.models.dual_view import DualViewEncoder
 from translearn.models.heads import DotHead
 from translearn.models.recommender import Query, Recommender
@@ -32,11 +35,12 @@ HISTORY_SCOPES = ("target", "all")
 class TiedItemTower(nn.Module):
     """Item vectors of one domain read from a shared token table (no parameters of its own).
 
-    table: the encoder's ``nn.Embedding [num_tokens, D]``; items ``i`` map to rows ``offset + i + 1``.
+    table: the encoder's token table (``nn.Embedding [num_tokens, D]`` or ``ContentTokenTable``); items ``i``
+    map to rows ``offset + i + 1``.
     forward(items [...]) -> [..., D]; all() -> [num, D].
     """
 
-    def __init__(self, table: nn.Embedding, offset: int, num: int) -> None:
+    def __init__(self, table: nn.Module, offset: int, num: int) -> None:
         super().__init__()
         self._table = [table]  # a plain list: the table stays registered (and saved) under the encoder only
         self.offset, self._num, self.dim = offset, num, table.embedding_dim
@@ -60,12 +64,14 @@ class SequenceRecommender(Recommender):
     num_items:       items per domain
     max_history:     the longest history the model reads (the data module cuts queries to it)
     history_scope:   ``target`` (the target domain's own history) or ``all`` (interleaved domains)
+    content_adaptor, content_mix: the shared parts of a ``ContentTokenTable`` (content item towers), or None
     """
 
     preferred_loss = "ce"
 
     def __init__(self, encoder: nn.Module, history_domains: Sequence[str], num_items: Mapping[str, int],
-                 max_history: int, history_scope: str = "target") -> None:
+                 max_history: int, history_scope: str = "target", content_adaptor: nn.Module | None = None,
+                 content_mix: nn.Module | None = None) -> None:
         offsets, start = {}, 0
         for d in history_domains:
             offsets[d], start = start, start + int(num_items[d])
@@ -73,7 +79,7 @@ class SequenceRecommender(Recommender):
             raise ValueError(f"the encoder's token table has {encoder.item_embedding.num_embeddings} rows, the "
                              f"domains {list(history_domains)} need {start + 1}")
         towers = {d: TiedItemTower(encoder.item_embedding, offsets[d], int(num_items[d])) for d in history_domains}
-        super().__init__(encoder, towers, DotHead())
+        super().__init__(encoder, towers, DotHead(), content_adaptor, content_mix)
         self.history_domains = tuple(history_domains)
         self.history_scope = history_scope
         self.needs_history = int(max_history)
@@ -120,8 +126,11 @@ class SequenceRecommender(Recommender):
         return self.positions(part, domain)[keep], part["labels"][keep]
 
     def release(self) -> None:
-        """Drop the cached forward (called after each training step)."""
+        """Drop the cached forward and token table (called after each training step)."""
         self._encoded = None
+        table = self.user_encoder.item_embedding
+        if isinstance(table, ContentTokenTable):
+            table.release()
 
 
 def _domains(num_items: Mapping[str, int], history_domains: Sequence[str] | None) -> list[str]:
@@ -140,13 +149,17 @@ def _check_scope(history_scope: str) -> None:
 def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, max_history: int = 50,
            num_layers: int = 2, num_heads: int = 2, dropout: float = 0.5, inner_size: int = 256,
            history_scope: str = "target", own_view: bool = True, init_std: float = 0.02,
-           history_domains: Sequence[str] | None = None) -> SequenceRecommender:
+           history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
+           adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
+           text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
+           image_weights: str | None = None) -> SequenceRecommender:
     """SASRec over the domains' items (``num_users`` is unused: users are their histories).
 
     Defaults follow RecBole's published SASRec defaults (hidden 64, 2 layers, 2 heads, inner 256,
     dropout 0.5, history 50). ``history_scope='all'`` adds a domain embedding for interleaved histories
     and, with ``own_view`` (default), a second encoder over the predicted domain's own items
-    (``DualViewEncoder``); ``own_view=False`` reads the interleaved history alone.
+    (``DualViewEncoder``); ``own_view=False`` reads the interleaved history alone. ``item_tower`` and the
+    keys after it (``ContentSpec``) make the token table from item content (``ContentTokenTable``).
     """
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
@@ -156,16 +169,21 @@ def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64
                              num_layers=num_layers, num_heads=num_heads, dropout=dropout, inner=inner_size,
                              num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
 
-    return SequenceRecommender(_views(encoder, history_scope, own_view), domains, num_items, max_history,
-                               history_scope)
+    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
+                       image_backbone, image_weights)
+    return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
+                        spec, items, embedding_dim)
 
 
 def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, hidden_size: int = 128,
             num_layers: int = 1, dropout: float = 0.3, cell: str = "gru", max_history: int = 50,
             history_scope: str = "target", own_view: bool = True,
-            history_domains: Sequence[str] | None = None) -> SequenceRecommender:
+            history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
+            adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
+            text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
+            image_weights: str | None = None) -> SequenceRecommender:
     """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``.
-    ``history_scope`` and ``own_view`` as for ``sasrec``."""
+    ``history_scope``, ``own_view`` and the content keys as for ``sasrec``."""
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
 
@@ -174,8 +192,10 @@ def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 6
                               num_layers=num_layers, dropout=dropout, cell=cell,
                               num_domains=len(domains) if history_scope == "all" else 1)
 
-    return SequenceRecommender(_views(encoder, history_scope, own_view), domains, num_items, max_history,
-                               history_scope)
+    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
+                       image_backbone, image_weights)
+    return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
+                        spec, items, embedding_dim)
 
 
 def _views(encoder: Callable[[], nn.Module], history_scope: str, own_view: bool) -> nn.Module:
@@ -183,3 +203,17 @@ def _views(encoder: Callable[[], nn.Module], history_scope: str, own_view: bool)
     if history_scope == "all" and own_view:
         return DualViewEncoder(encoder(), encoder())
     return encoder()
+
+
+def _recommender(view: nn.Module, domains: list[str], num_items: Mapping[str, int], max_history: int,
+                 history_scope: str, spec: ContentSpec, items: Any, dim: int) -> SequenceRecommender:
+    """The ``SequenceRecommender`` over ``view``; with a content tower, its token table is replaced by a
+    ``ContentTokenTable`` over the domains' features (in token order), shared by both views."""
+    parts = content_parts(spec, items, {d: num_items[d] for d in domains}, dim)
+    if parts is None:
+        return SequenceRecommender(view, domains, num_items, max_history, history_scope)
+    features = torch.cat([parts.features[d] for d in domains])  # [num_tokens - 1, F]
+    table = ContentTokenTable(features, parts.adaptor, view.item_embedding if spec.uses_ids else None, parts.gate)
+    for encoder in (view.own, view.mixed) if isinstance(view, DualViewEncoder) else (view,):
+        encoder.item_embedding = table
+    return SequenceRecommender(view, domains, num_items, max_history, history_scope, parts.adaptor, parts.gate)

@@ -1,0 +1,146 @@
+"""What an item tower is made of (``model.item_tower``) and the frozen content features it reads.
+
+Towers (public names, the ``model.item_tower`` values):
+
+``id``       a trainable vector per item (the default; no content is read)
+``text``     ``adaptor(text features)``: frozen sentence-encoder features [n, F] of each item's text
+             (``model.text_encoder``, ``model.text_template``), mapped to the model's size D by the adaptor
+``id_text``  an id vector plus ``adaptor(text features)``, mixed by ``model.id_text_mix``:
+             ``sum``: ``e_i + a_i``; ``gate``: ``g * e_i + (1 - g) * a_i`` with ``g = sigmoid([e_i; a_i] M + c)``
+``image``    ``adaptor(image features)`` (``items.image_features(domain, backbone, weights)``)
+
+The adaptor (``model.adaptor``, see ``translearn.models.adaptors``) and the gate are ONE module each for
+all domains, held by the recommender as ``content_adaptor`` and ``content_mix``.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from translearn.errors import ConfigError
+from translearn.models.adaptors import ADAPTORS, make_adaptor
+
+TOWERS = ("id", "text", "id_text", "image")
+MIXES = ("sum", "gate")
+
+
+class IdTextGate(nn.Module):
+    """``g * ids + (1 - g) * content`` with a per-dimension gate ``g = sigmoid(Linear([ids; content]))``.
+    ids, content [..., D] -> [..., D]."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(2 * dim, dim)
+
+    def forward(self, ids: Tensor, content: Tensor) -> Tensor:
+        g = torch.sigmoid(self.linear(torch.cat([ids, content], dim=-1)))
+        return g * ids + (1.0 - g) * content
+
+
+def mix(gate: nn.Module | None, ids: Tensor | None, content: Tensor) -> Tensor:
+    """The tower's output from its parts: content alone, ``ids + content`` (sum), or the gate's mix."""
+    if ids is None:
+        return content
+    return ids + content if gate is None else gate(ids, content)
+
+
+@dataclass(frozen=True)
+class ContentSpec:
+    """The ``model.*`` keys that choose an item tower (see the module docstring)."""
+
+    item_tower: str = "id"
+    adaptor: str = "linear"
+    adaptor_experts: int = 8
+    text_encoder: str | None = None
+    text_template: str = "{text}"
+    id_text_mix: str = "sum"
+    image_backbone: str = "efficientnet_lite0"
+    image_weights: str | None = None
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (("item_tower", self.item_tower, TOWERS), ("adaptor", self.adaptor, ADAPTORS),
+                                    ("id_text_mix", self.id_text_mix, MIXES)):
+            if value not in allowed:
+                raise ConfigError(f"model.{key}: expected one of {', '.join(allowed)}, got {value!r}",
+                                  config_key=f"model.{key}")
+
+    @property
+    def uses_content(self) -> bool:
+        return self.item_tower != "id"
+
+    @property
+    def uses_ids(self) -> bool:
+        return self.item_tower in ("id", "id_text")
+
+    def features(self, items: Any, domain: str, num_items: int) -> Tensor:
+        """float32 [num_items, F] frozen features of ``domain``'s items, read from the catalog ``items``."""
+        tower = f"model.item_tower={self.item_tower}"
+        if items is None:
+            raise ConfigError(f"{tower} needs the item catalog (the model factory got items=None)",
+                              config_key="model.item_tower")
+        known = getattr(items, "domains", {})
+        if domain not in known:
+            raise ConfigError(f"{tower}: the item catalog has no domain {domain!r} (it has: {', '.join(known)})",
+                              config_key="model.item_tower")
+        info = known[domain]
+        if self.item_tower == "image":
+            feats = self._image(items, info, domain, tower)
+        else:
+            for name in _template_fields(self.text_template):
+                if getattr(info, name, None) is None:
+                    raise ConfigError(f"{tower}: domain {domain!r} has no item {name} (model.text_template="
+                                      f"{self.text_template!r}); use model.item_tower=id or a data set with item text",
+                                      config_key="model.item_tower")
+            feats = items.text_features(domain, self.text_encoder, self.text_template)
+        feats = torch.as_tensor(feats, dtype=torch.float32).detach()
+        if feats.dim() != 2 or feats.shape[0] != num_items:
+            raise ValueError(f"content features of domain {domain!r} have shape {tuple(feats.shape)}, expected "
+                             f"[{num_items}, F]")
+        return feats
+
+    def _image(self, items: Any, info: Any, domain: str, tower: str) -> Tensor:
+        if getattr(info, "image_paths", None) is None:
+            raise ConfigError(f"{tower}: domain {domain!r} has no item images; use model.item_tower=id or text",
+                              config_key="model.item_tower")
+        image_features = getattr(items, "image_features", None)
+        if image_features is None:
+            raise ConfigError(f"{tower}: this item catalog computes no image features", config_key="model.item_tower")
+        return image_features(domain, backbone=self.image_backbone, weights=self.image_weights)
+
+
+def _template_fields(template: str) -> list[str]:
+    """The item fields (``text``, ``attributes``) a template reads; the catalog checks the template itself."""
+    try:
+        names = [field for _, field, _, _ in string.Formatter().parse(template) if field]
+    except (ValueError, TypeError):
+        return []
+    return [n for n in ("text", "attributes") if n in names]
+
+
+@dataclass
+class ContentParts:
+    """Frozen features per domain ([n_d, F] each) and the shared trainable parts made for them."""
+
+    features: dict[str, Tensor]
+    adaptor: nn.Module
+    gate: IdTextGate | None
+
+
+def content_parts(spec: ContentSpec, items: Any, num_items: Mapping[str, int], dim: int) -> ContentParts | None:
+    """Features of every domain of ``num_items`` and one adaptor (F -> ``dim``) for all of them; None for
+    the id tower."""
+    if not spec.uses_content:
+        return None
+    features = {d: spec.features(items, d, int(n)) for d, n in num_items.items()}
+    widths = {d: f.shape[1] for d, f in features.items()}
+    if len(set(widths.values())) > 1:
+        raise ValueError(f"content features differ in width across domains: {widths}")
+    width = next(iter(widths.values()))
+    gate = IdTextGate(dim) if spec.item_tower == "id_text" and spec.id_text_mix == "gate" else None
+    return ContentParts(features, make_adaptor(spec.adaptor, width, dim, spec.adaptor_experts), gate)

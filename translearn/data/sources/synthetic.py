@@ -11,6 +11,11 @@ Generative story, with ``k = latent_dim``:
   from topics in proportion to ``softmax(q_i . t_j)``, so text carries the item factors (shared across
   domains, which is what lets text bridge platforms with no common users).
 
+Text with less signal (``text_signal = t < 1``): each word's topic is, with probability ``1 - t``,
+redrawn uniformly from all topics, so at ``t = 0`` the words are independent of the item factors (text
+with no signal). The redraws come from their own generator, so everything else (and at ``t = 1``, the
+default, the text too) is exactly the data and fingerprint of before the knob.
+
 Order with signal (``sequential = s > 0``): every item sits on one ring shared by all domains, at the
 angle of its first two latent factors. A user's items of every domain form one walk: it starts at a
 random item and each next step goes, with probability ``s``, to the user's nearest not yet visited
@@ -66,6 +71,7 @@ class SyntheticSource:
     words_per_item: int = 10
     sequential: float = 0.0
     candidates: int | None = None
+    text_signal: float = 1.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -85,6 +91,8 @@ class SyntheticSource:
             raise ValueError(f"synthetic: noise must be > 0, got {self.noise}")
         if not 0.0 <= self.sequential <= 1.0:
             raise ValueError(f"synthetic: sequential must be in [0, 1], got {self.sequential}")
+        if not 0.0 <= self.text_signal <= 1.0:
+            raise ValueError(f"synthetic: text_signal must be in [0, 1], got {self.text_signal}")
         if self.candidates is not None and self.candidates < 1:
             raise ValueError(f"synthetic: candidates must be null or >= 1, got {self.candidates}")
         if self.sequential > 0 and self.latent_dim < 2:
@@ -96,6 +104,8 @@ class SyntheticSource:
             del params["sequential"]  # the data of before the knob keeps its fingerprint (and cache entries)
         if params["candidates"] is None:
             del params["candidates"]
+        if params["text_signal"] == 1.0:
+            del params["text_signal"]
         return hashlib.sha256(("synthetic|" + json.dumps(params, sort_keys=True)).encode()).hexdigest()
 
     def load(self) -> CrossDomainData:
@@ -104,9 +114,15 @@ class SyntheticSource:
     def item_ring(self) -> dict[str, np.ndarray]:
         """Ring position in [0, 1) of every item, per domain ([num_items], item index = raw id): the
         coordinate the ``sequential`` walk follows (for tests and oracles; regenerates the data)."""
+        return {name: _ring(q) for name, q in self._generate()[1].items()}
+
+    def item_factors(self) -> dict[str, np.ndarray]:
+        """Latent factors ``q_i`` of every item, per domain (float64 [num_items, latent_dim], item index =
+        raw id): what item text carries (for tests and oracles; regenerates the data)."""
         return self._generate()[1]
 
     def _generate(self) -> tuple[dict[str, RawDomain], dict[str, np.ndarray]]:
+        """The raw domains and each domain's item factors [num_items, latent_dim]."""
         rng = np.random.default_rng(self.seed)
         k, n_dom = self.latent_dim, len(self.domains)
         shared = rng.standard_normal((self.num_users, k))
@@ -117,7 +133,7 @@ class SyntheticSource:
         activity /= activity.mean()
         rho = self.similarity
         raw: dict[str, RawDomain] = {}
-        ring: dict[str, np.ndarray] = {}
+        factors: dict[str, np.ndarray] = {}
         for d, name in enumerate(self.domains):
             taste = rho * shared + np.sqrt(1.0 - rho**2) * rng.standard_normal((self.num_users, k))
             n_items = self.num_items[d]
@@ -131,16 +147,16 @@ class SyntheticSource:
             u = users[u]
             ratings = np.clip(np.round(3.0 + 1.2 * affinity + 0.5 * rng.standard_normal(len(u))), 1, 5)
             item_ids = np.arange(n_items)
-            ring[name] = (np.mod(np.arctan2(item_factors[:, 1], item_factors[:, 0]) / (2 * np.pi), 1.0) if k >= 2
-                          else np.zeros(n_items))
+            factors[name] = item_factors
+            signal = (self.text_signal, np.random.default_rng([self.seed, 2, d]))
             raw[name] = RawDomain(
                 users=u, items=i, ratings=ratings.astype(np.float32), order=rng.uniform(0, 1e6, len(u)),
-                catalog=item_ids, item_text=_item_text(item_factors, topics, vocab, self.words_per_item, rng),
+                catalog=item_ids, item_text=_item_text(item_factors, topics, vocab, self.words_per_item, rng, signal),
                 item_attributes=np.array([f"{name} catalogue"] * n_items),
             )
         if self.sequential > 0:
-            self._walk(raw, ring)
-        return raw, ring
+            self._walk(raw, {name: _ring(q) for name, q in factors.items()})
+        return raw, factors
 
     def _walk(self, raw: dict[str, RawDomain], ring: dict[str, np.ndarray]) -> None:
         """Replace every domain's order key by the step number of each user's walk over the ring (in place).
@@ -188,6 +204,13 @@ class SyntheticSource:
             out_i.append(chosen if ids is None else ids[rows, chosen])
             out_a.append(affinity[rows, chosen])
         return np.concatenate(out_u), np.concatenate(out_i), np.concatenate(out_a)
+
+
+def _ring(factors: np.ndarray) -> np.ndarray:
+    """[num_items] angle in [0, 1) of each item's first two factors (all zero when latent_dim < 2)."""
+    if factors.shape[1] < 2:
+        return np.zeros(len(factors))
+    return np.mod(np.arctan2(factors[:, 1], factors[:, 0]) / (2 * np.pi), 1.0)
 
 
 def _top_n(logits: np.ndarray, n: int) -> np.ndarray:
@@ -239,14 +262,21 @@ def _topic_words(num_topics: int, per_topic: int, rng: np.random.Generator) -> n
 
 
 def _item_text(factors: np.ndarray, topics: np.ndarray, vocab: np.ndarray, n_words: int,
-               rng: np.random.Generator) -> np.ndarray:
-    """[num_items] titles: each word from a topic drawn with probability softmax(q_i . t_j)."""
+               rng: np.random.Generator, signal: tuple[float, np.random.Generator | None] = (1.0, None)) -> np.ndarray:
+    """[num_items] titles: each word from a topic drawn with probability softmax(q_i . t_j).
+
+    ``signal = (t, side_rng)``: with probability ``1 - t`` a word's topic is replaced by a uniform draw of
+    ``side_rng`` (``rng`` is consumed exactly as with ``t = 1``)."""
     logits = factors @ topics.T
     probs = np.exp(logits - logits.max(axis=1, keepdims=True))
     probs /= probs.sum(axis=1, keepdims=True)
     cdf = np.cumsum(probs, axis=1)
     draws = rng.random((len(factors), n_words))
     topic = np.minimum((draws[:, :, None] > cdf[:, None, :]).sum(-1), len(topics) - 1)  # [I, W]
+    strength, side = signal
+    if strength < 1.0:
+        noisy = side.random(topic.shape) >= strength
+        topic[noisy] = side.integers(0, len(topics), int(noisy.sum()))
     word = rng.integers(0, vocab.shape[1], size=topic.shape)
     tokens = vocab[topic, word]
     return np.array([" ".join(row) for row in tokens])

@@ -196,12 +196,16 @@ def resolve_backbone(name: str | None = DEFAULT, weights: str | Path | None = No
         if weights is None and not allow_random:
             weights = package_weights()
     else:
-        _, library, lib = _library_model(name, build=False)
-        version = str(getattr(lib, "__version__", "?"))
+        library, _, model = name.partition(":")
+        if library not in ("torchvision", "timm") or not model:
+            raise UserError(f"{BACKBONE_KEY}={name!r}: expected {DEFAULT}, torchvision:<model> or timm:<model>",
+                            config_key=BACKBONE_KEY)
         if weights is None and not allow_random:
             raise UserError(f"{BACKBONE_KEY}={name} needs {WEIGHTS_KEY}=<a local weights file> (weights are "
                             f"never downloaded); random initialisation only with allow_random",
                             config_key=WEIGHTS_KEY)
+        _, library, lib = _library_model(name, build=False)
+        version = str(getattr(lib, "__version__", "?"))
     path = None if weights is None else Path(weights).expanduser()
     if path is not None and not path.is_file():
         raise UserError(f"{WEIGHTS_KEY}: weights file not found: {path}", config_key=WEIGHTS_KEY, file=path)

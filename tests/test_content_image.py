@@ -4,8 +4,11 @@ cache, reindexing) and the image feature cache. Images are generated here, a han
 
 from __future__ import annotations
 
+import importlib.abc
 import json
 import logging
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -107,20 +110,80 @@ def test_random_init_is_refused_unless_asked_and_is_then_fixed():
 
 
 def _has(module: str) -> bool:
-    import importlib.util
+    """Whether ``module`` imports (a torchvision built for CUDA fails to import beside a CPU torch)."""
+    try:
+        __import__(module)
+    except Exception:
+        return False
+    return True
 
-    return importlib.util.find_spec(module) is not None
 
-
-def test_a_library_backbone_needs_its_library_and_a_weights_file(tmp_path):
-    if not _has("torchvision"):
-        with pytest.raises(UserError, match=r"model.image_backbone='torchvision:resnet18' needs torchvision.*<0.29"):
-            images.load_image_backbone("torchvision:resnet18", weights=tmp_path / "w.pt")
+def test_a_library_backbone_needs_its_library_and_a_weights_file(tmp_path, monkeypatch):
+    torch.save({}, tmp_path / "w.pt")
+    monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
+    with pytest.raises(UserError, match=r"model.image_backbone='torchvision:resnet18' needs torchvision, which is not "
+                                        r"installed \(torchvision 0.28 goes with torch 2.13 \(pin torchvision<0.29\); "
+                                        r"with a CPU torch install its \+cpu build"):
+        images.load_image_backbone("torchvision:resnet18", weights=tmp_path / "w.pt")
     with pytest.raises(UserError, match="model.image_backbone='keras:x': expected efficientnet_lite0"):
         images.resolve_backbone("keras:x")
 
 
-@pytest.mark.skipif(not _has("torchvision"), reason="torchvision is not installed")
+class _FakeVision(types.ModuleType):
+    """A stand-in for a vision library: ``models.get_model(name, weights=None)`` builds a small classifier
+    (conv, pool, 6 features, then a 3-class linear head), like torchvision's resnets end in ``fc``."""
+
+    __version__ = "9.9"
+
+    def __init__(self) -> None:
+        super().__init__("torchvision")
+        self.models = types.SimpleNamespace(get_model=self.get_model)
+
+    @staticmethod
+    def get_model(name: str, weights: object = None) -> torch.nn.Module:
+        if name != "tiny" or weights is not None:
+            raise ValueError(f"unknown model {name}")
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                   torch.nn.Flatten(), torch.nn.Linear(6, 3))
+
+
+def test_a_library_model_loads_its_local_file_strictly_and_drops_its_classifier(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchvision", _FakeVision())
+    torch.manual_seed(1)
+    trained = _FakeVision.get_model("tiny")
+    torch.save({"state_dict": trained.state_dict()}, tmp_path / "tiny.pt")
+    net, identity = images.load_image_backbone("torchvision:tiny", weights=tmp_path / "tiny.pt")
+    assert identity == f"torchvision:tiny|torchvision=9.9|sha256:{images.file_sha256(tmp_path / 'tiny.pt')}"
+    assert isinstance(net.net[4], torch.nn.Identity)  # the head is gone: features are what it read
+    x = torch.rand(2, 3, 16, 16)
+    mean, std = torch.tensor(images.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(images.IMAGENET_STD).view(1, 3, 1, 1)
+    torch.testing.assert_close(net(x), trained[:4]((x - mean) / std))
+    with pytest.raises(UserError, match="torchvision:nope.*has no model 'nope'"):
+        images.load_image_backbone("torchvision:nope", weights=tmp_path / "tiny.pt")
+    torch.save({"0.weight": torch.zeros(6, 3, 3, 3)}, tmp_path / "part.pt")
+    with pytest.raises(UserError, match=r"part\.pt does not fit model.image_backbone=torchvision:tiny: parameter "
+                                        r"names 3 missing \(e\.g\. 0\.bias, 4\.bias, 4\.weight\)"):
+        images.load_image_backbone("torchvision:tiny", weights=tmp_path / "part.pt")
+    torch.save({**trained.state_dict(), "4.weight": torch.zeros(5, 6)}, tmp_path / "shape.pt")
+    with pytest.raises(UserError, match=r"size mismatch for 4\.weight"):
+        images.load_image_backbone("torchvision:tiny", weights=tmp_path / "shape.pt")
+
+
+def test_a_library_that_does_not_import_is_one_line(tmp_path, monkeypatch):
+    class Broken(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name == "torchvision":
+                raise RuntimeError("operator torchvision::nms does not exist")
+            return None
+
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Broken(), *sys.meta_path])
+    with pytest.raises(UserError, match=r"torchvision is installed but does not import \(RuntimeError: operator "
+                                        r"torchvision::nms does not exist\); its build must match torch"):
+        images.resolve_backbone("torchvision:resnet18", weights=tmp_path / "w.pt")
+
+
+@pytest.mark.skipif(not _has("torchvision"), reason="torchvision is not installed (or does not import)")
 def test_a_torchvision_model_loads_from_a_local_file_and_gives_penultimate_features(tmp_path):
     import torchvision
 

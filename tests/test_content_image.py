@@ -350,3 +350,54 @@ def test_image_features_refuse_missing_weights_and_paths_with_no_file(tmp_path):
         image_features(FeatureCache(None), [str(tmp_path / "a.jpg"), ""], what="image features of 'x'")
     with pytest.raises(UserError, match="weights file not found"):
         image_features(FeatureCache(None), [str(picture(tmp_path / "b.png", 1))], weights=tmp_path / "w.pt")
+
+
+# ---- synthetic data with pictures -------------------------------------------------------------------
+def test_synthetic_pictures_follow_the_item_factors_and_their_features_carry_them(tmp_path, lite0):
+    from translearn.data.sources import SyntheticImages
+
+    src = SyntheticImages(tmp_path / "pics", image_size=32, num_users=60, num_items=(150, 20), seed=3)
+    data = src.load()
+    paths = data.domain("source").image_paths
+    assert len(paths) == 150 and all(Path(p).is_file() for p in paths)
+    assert paths[7] == str(src.folder() / "source" / "7.png")
+    q = src.source.item_factors()["source"]
+    pixels = np.asarray(PIL.open(paths[7]), dtype=np.float64)
+    colour = 255 / (1 + np.exp(-1.5 * q[7, :3]))
+    assert np.abs(pixels.mean(axis=(0, 1)) / 0.65 - colour).max() < 0.1 * 255  # stripes average out
+    # frozen Lite0 features predict the factors a picture encodes (colour: 0-2), not those it does not (5-7)
+    feats = images.encode_images(list(paths), lite0[0], image_size=32, batch_size=50)
+    x = (feats - feats.mean(0)) / (feats.std(0) + 1e-6)
+    train, test = slice(0, 100), slice(100, 150)
+
+    def held_out_r2(y: np.ndarray) -> float:
+        w = np.linalg.solve(x[train].T @ x[train] + 100 * np.eye(x.shape[1]), x[train].T @ y[train])
+        err = y[test] - x[test] @ w
+        return 1 - (err ** 2).sum() / ((y[test] - y[test].mean()) ** 2).sum()
+
+    assert np.mean([held_out_r2(q[:, j]) for j in range(3)]) > 0.25
+    assert np.mean([held_out_r2(q[:, j]) for j in range(5, 8)]) < 0.05
+
+
+def test_synthetic_pictures_are_written_once_and_again_when_deleted(tmp_path, capsys, caplog):
+    import shutil
+
+    from translearn.cli.data import main
+    from translearn.data.sources import SyntheticImages
+
+    args = ["data=synthetic_images", "data.dataset.num_users=60", "data.dataset.num_items=[20,12]",
+            f"paths.cache_dir={tmp_path}", "data.dataset.image_size=16", "--json"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["domains"]["target"]["has_images"]
+    (folder,) = (tmp_path / "synthetic-images").iterdir()
+    assert sorted(p.name for p in folder.iterdir()) == ["source", "target"] and len(list(folder.glob("*/*.png"))) == 32
+    src = SyntheticImages(tmp_path / "synthetic-images", image_size=16, num_users=60, num_items=(20, 12))
+    assert src.folder() == folder
+    prepare(src, "target", ["source"], cache_dir=tmp_path / "prepared")
+    shutil.rmtree(folder)  # the prepared data is still cached: reading it must bring the pictures back
+    with caplog.at_level(logging.INFO, logger="translearn.data.prepare"):
+        prepared = prepare(src, "target", ["source"], cache_dir=tmp_path / "prepared")
+    assert "prepared data read from cache" in caplog.text
+    assert all(Path(p).is_file() for p in prepared.data.domain("target").image_paths)
+    with pytest.raises(ValueError, match="image_size must be >= 8"):
+        SyntheticImages(tmp_path, image_size=4)

@@ -63,8 +63,9 @@ def test_the_default_encoder_is_the_bundled_minilm_and_loads_without_network(mon
         raise OSError("network used while loading a local model")
 
     monkeypatch.setattr(socket.socket, "connect", no_network)
-    text_encoders.load_encoder.cache_clear()
+    text_encoders.unload_encoders()
     model = text_encoders.load_encoder(path)
+    assert text_encoders.load_encoder(path) is model  # once per process
     assert str(model.device) == ("cuda:0" if torch.cuda.is_available() else "cpu")
     assert "HF_HUB_OFFLINE" not in os.environ  # set while loading only
     identity = text_encoders.encoder_identity(path)

@@ -28,6 +28,7 @@ from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy
+from translearn.strategies.bridge import check_bridge
 
 
 def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -121,6 +122,10 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     if cls.refuses_sequences and model.needs_history:  # before a source stage is trained for nothing
         raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
                           f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
+    facts = DataFacts.of(prepared)
+    # no shared users: refused unless the model bridges the domains (before a source stage is trained for nothing)
+    check_bridge(cls.__name__, cls.user_bridge, facts, str(cfg.model.get("item_tower", "id")),
+                 bool(model.needs_history))
     extra = {}
     if strategy_class(cfg).uses_source_model:
         if source_model is None:
@@ -139,7 +144,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         ks=list(cfg.evaluation.ks),
         metrics=list(cfg.evaluation.metrics),
         repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
-        facts=DataFacts.of(prepared),
+        facts=facts,
         **extra,
     )
     try:

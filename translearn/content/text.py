@@ -177,6 +177,15 @@ def load_encoder(name: str, device: str | None = None) -> Any:
     return model
 
 
+def unload_encoders() -> None:
+    """Forget the loaded encoders (and free their GPU memory) once the features are computed and cached."""
+    load_encoder.cache_clear()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _dimension(model: Any) -> int | None:
     """The model's output size (``get_embedding_dimension`` since sentence-transformers 6, the older name before)."""
     method = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension

@@ -7,12 +7,17 @@ This is the one place where "no peeking" is enforced for models that read a user
     order key, ties by the split's tie rule): TRAIN rows always, VALID rows only when ``r`` is a test row.
     A row of r's own role is never history, so at test time the validation item is history and at
     validation time the test item is not, even when their order keys tie;
-  - in every other domain (``scope="all"``), u's rows whose order key is strictly smaller than r's (two
-    items at the same position, as the Arts/Office pair of alternative next items, never see each other).
+  - in every other domain (``scope="all"``), u's TRAIN rows whose order key is strictly smaller than r's
+    (two items at the same position, as the Arts/Office pair of alternative next items, never see each
+    other; a source row the split held out never shows).
   One query per held-out row: a user with several held-out items (ratio, temporal, cold-start splits)
   gets one cut per item.
-- **Training sequences** (``train_sequences``) are built from training rows only: the target's TRAIN rows
-  and every source row. A target valid or test item is never an input or a label.
+- **Training sequences** (``train_sequences``) are built from training rows only: the TRAIN rows of every
+  domain (``PreparedData.domain_roles``; under the target-only splits every source row). A valid or test
+  item is never an input or a label.
+
+Rows a split removes (``splits.DROPPED``, e.g. a target-side user's source rows under
+``data.split=disjoint_users``) are deleted by ``prepare``, so they are in no history and no sequence.
 
 The index must follow the split's order: target rows are ranked with ``user_positions``, the function the
 splits use, under the split's tie rule (``PreparedData.ties``, recorded by ``prepare``), so a change of the
@@ -106,7 +111,7 @@ class HistoryIndex:
     """Compressed per-user rows of ``prepared`` (see the module docstring for the rules).
 
     Per row, in user-then-history order: ``token``, ``domain`` (id), ``item``, ``order`` (key), ``role``
-    (TRAIN / VALID / TEST; source rows are TRAIN), ``rank`` (position within the user's rows of that
+    (TRAIN / VALID / TEST, from ``PreparedData.domain_roles``), ``rank`` (position within the user's rows of that
     domain, by ``user_positions``) and ``row`` (index in that domain's interactions). User u's rows are
     ``indptr[u]:indptr[u + 1]``.
     """
@@ -139,7 +144,7 @@ class HistoryIndex:
             parts["token"].append(inter.items + self.offsets[name] + 1)
             parts["domain"].append(np.full(len(inter), d, dtype=np.int64))
             parts["order"].append(inter.order.astype(np.float64))
-            parts["role"].append(prepared.roles.astype(np.int8) if is_target else np.full(len(inter), TRAIN, np.int8))
+            parts["role"].append(prepared.role_of(name).astype(np.int8))
             parts["rank"].append(rank)
             parts["row"].append(np.arange(len(inter), dtype=np.int64))
             parts["tie"].append(np.full(len(inter), 0 if is_target else d + 1, dtype=np.int64))
@@ -206,7 +211,7 @@ class HistoryIndex:
             history_domains = (self.target,) if self.scope == "target" else self.domains
         shown = np.isin(self.domain[pos], [self.domain_id(d) for d in history_domains])
         keep = shown & np.where(same, allowed_role & (self.rank[pos] < self.rank[q][qi]),
-                                self.order[pos] < self.order[q][qi])
+                                (self.role[pos] == TRAIN) & (self.order[pos] < self.order[q][qi]))
         qi, pos = qi[keep], pos[keep]
         counts = np.bincount(qi, minlength=len(q))
         # index of each kept row counted from the query's end (0 = latest), to keep the last max_len

@@ -21,13 +21,14 @@ from translearn.data.protocols import FullRanking, SampledNegatives
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
-from translearn.data.splits import TEST, TRAIN, VALID, LeaveOneOut, SplitError
+from translearn.data.splits import DROPPED, TEST, TRAIN, VALID, LeaveOneOut, SplitError, SplitRoles, split_roles
 from translearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 6  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
+FORMAT_VERSION = 7  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
 # rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index); 5: the
-# manifest records the tie rule (histories follow it); 6: item image paths (Domain.image_paths)
+# manifest records the tie rule (histories follow it); 6: roles for every domain (``<domain>/roles``); 7: item
+# image paths (Domain.image_paths)
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:
@@ -96,17 +97,17 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     if target not in data.domains or len(data.domains[target].interactions) == 0:
         raise SplitError(f"preprocessing left no interactions in the target domain {target!r}")
 
-    roles = np.asarray(split(data, target, sources, seed), dtype=np.int8)
-    split_report = StepReport(f"split({type(split).__name__})")
-    if (roles < 0).any():
-        keep = roles >= 0
-        dom = data.domains[target]
-        split_report.record(target, len(roles), int(keep.sum()),
-                            {"held-out rows of users without training data": int((~keep).sum())})
-        data = data.replace_domains({**data.domains, target: dom.with_interactions(dom.interactions.take(keep))})
-        roles = roles[keep]
-    counts = {name: int((roles == r).sum()) for name, r in (("train", TRAIN), ("valid", VALID), ("test", TEST))}
+    result = split_roles(split(data, target, sources, seed), data, target,
+                         getattr(split, "drop_reason", "rows the split removed"))
+    data, roles, split_report = _apply_split(data, result, f"split({type(split).__name__})")
+    counts = {name: int((roles[target] == r).sum()) for name, r in (("train", TRAIN), ("valid", VALID),
+                                                                    ("test", TEST))}
     split_report.notes.append(f"{target}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    for name in sources:
+        if (roles[name] != TRAIN).any():
+            split_report.notes.append(f"{name}: " + ", ".join(
+                f"{k} {int((roles[name] == r).sum()):,}" for k, r in (("train", TRAIN), ("valid", VALID),
+                                                                      ("test", TEST))))
     if data.domains[target].interactions.order is None:
         split_report.notes.append(f"{target} has no order key: held-out items are chosen at random (seed {seed})")
     if counts["valid"] == 0 or counts["test"] == 0:
@@ -117,18 +118,33 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     for step in post:
         rep = StepReport(type(step).__name__)
         new = {}
-        for name, dom in data.domains.items():
-            mask = roles == TRAIN if name == target else np.ones(len(dom.interactions), dtype=bool)
-            new[name] = dom.with_interactions(step.apply(name, dom.interactions, mask, data.num_users, rep))
+        for name, dom in data.domains.items():  # fitted on TRAIN rows only
+            new[name] = dom.with_interactions(step.apply(name, dom.interactions, roles[name] == TRAIN,
+                                                         data.num_users, rep))
         data = data.replace_domains(new)
         reports.append(rep)
 
     negatives = {}
     if isinstance(protocol, SampledNegatives):
-        negatives = _eval_negatives(data, target, roles, protocol.num_negatives, seed)
+        negatives = _eval_negatives(data, target, roles[target], protocol.num_negatives, seed)
     lines = tuple(line for r in reports for line in r.lines())
     return PreparedData(data, target, sources, roles, negatives, lines, key, type(split).__name__,
                         getattr(split, "ties", "file_order"))
+
+
+def _apply_split(data: CrossDomainData, result: SplitRoles,
+                 step: str) -> tuple[CrossDomainData, dict[str, np.ndarray], StepReport]:
+    """Delete every domain's DROPPED rows (the report records how many and why); the roles of the rest."""
+    report = StepReport(step)
+    domains, roles = dict(data.domains), {}
+    for name, r in result.roles.items():
+        keep = r != DROPPED
+        if not keep.all():
+            report.record(name, len(r), int(keep.sum()), {result.dropped[name]: int((~keep).sum())})
+            domains[name] = domains[name].with_interactions(domains[name].interactions.take(keep))
+        roles[name] = r[keep]
+    report.notes.extend(result.notes)
+    return data.replace_domains(domains), roles, report
 
 
 def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:

@@ -1,15 +1,16 @@
-"""``PreparedData``: preprocessed data plus the target split, and its on-disk (cache) format."""
+"""``PreparedData``: preprocessed data plus the split's roles for every domain, and its on-disk (cache) format."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from translearn.data.schema import CrossDomainData, Domain, Interactions
+from translearn.data.schema import MISSING, CrossDomainData, Domain, Interactions
 from translearn.data.splits import ROLE_NAMES, TEST, TRAIN, VALID
 
 _ROLE = {"train": TRAIN, "valid": VALID, "test": TEST}
@@ -19,7 +20,9 @@ _ROLE = {"train": TRAIN, "valid": VALID, "test": TEST}
 class PreparedData:
     """Everything training and evaluation read.
 
-    roles:          int8 [N_target] TRAIN / VALID / TEST per target interaction (sources are all train)
+    domain_roles:   {domain: int8 [N_domain]} TRAIN / VALID / TEST per interaction of every domain (the one
+                    representation of the split; ``roles`` is the target's). Given as a single int8
+                    [N_target] array it is the target's roles, and every other domain's rows are TRAIN.
     eval_negatives: {"valid": int64 [n_valid_rows, K], "test": ...} for the sampled protocol, row-aligned
                     with ``held_out(role)``; empty under full ranking
     ties:           the split's tie rule for equal order keys (``splits.TIES``): histories follow it too
@@ -28,12 +31,37 @@ class PreparedData:
     data: CrossDomainData
     target: str
     sources: tuple[str, ...]
-    roles: np.ndarray
+    domain_roles: Mapping[str, np.ndarray] | np.ndarray
     eval_negatives: dict[str, np.ndarray] = field(default_factory=dict)
     report: tuple[str, ...] = ()
     key: str = ""
     split_name: str = ""
     ties: str = "file_order"
+
+    def __post_init__(self) -> None:
+        given = self.domain_roles
+        if not isinstance(given, Mapping):
+            given = {self.target: given}
+        roles = {}
+        for name, dom in self.data.domains.items():
+            n = len(dom.interactions)
+            r = np.asarray(given[name], dtype=np.int8) if name in given else np.full(n, TRAIN, dtype=np.int8)
+            if r.shape != (n,) or not np.isin(r, (TRAIN, VALID, TEST)).all():
+                raise ValueError(f"roles of domain {name!r} must be {n} values in train/valid/test (0, 1, 2)")
+            roles[name] = r
+        if set(given) - set(roles):
+            raise ValueError(f"roles given for domains the data lacks: {sorted(set(given) - set(roles))}")
+        object.__setattr__(self, "domain_roles", roles)
+
+    @property
+    def roles(self) -> np.ndarray:
+        """int8 [N_target] the target's roles."""
+        return self.domain_roles[self.target]
+
+    def role_of(self, domain: str) -> np.ndarray:
+        """int8 [N_domain] the roles of ``domain``'s interactions."""
+        self.data.domain(domain)  # a clear error for an unknown domain
+        return self.domain_roles[domain]
 
     @property
     def num_users(self) -> int:
@@ -47,9 +75,10 @@ class PreparedData:
         return [*self.sources, self.target]
 
     def train(self, domain: str) -> Interactions:
-        """Training interactions of ``domain``: all of a source, the TRAIN rows of the target."""
+        """The TRAIN rows of ``domain`` (every row of a source under the target-only splits)."""
         inter = self.data.domain(domain).interactions
-        return inter.take(self.roles == TRAIN) if domain == self.target else inter
+        train = self.role_of(domain) == TRAIN
+        return inter if train.all() else inter.take(train)
 
     def users_with_training_data(self, domains: list[str]) -> np.ndarray:
         """[num_users] bool: whether a user has training rows in any of ``domains``."""
@@ -58,15 +87,18 @@ class PreparedData:
             seen[self.train(domain).users] = True
         return seen
 
-    def held_out(self, role: str) -> Interactions:
-        """Target interactions with role ``valid`` or ``test``."""
+    def held_out(self, role: str, domain: str | None = None) -> Interactions:
+        """Interactions of ``domain`` (default: the target) with role ``valid`` or ``test``."""
         if role not in ("valid", "test"):
             raise ValueError(f"role must be 'valid' or 'test', got {role!r}")
-        return self.data.domain(self.target).interactions.take(self.roles == _ROLE[role])
+        domain = self.target if domain is None else domain
+        return self.data.domain(domain).interactions.take(self.role_of(domain) == _ROLE[role])
 
     def overlap(self, source: str) -> np.ndarray:
-        """Users with training data in ``source`` and any data in the target."""
-        return self.data.overlapping_users(source, self.target)
+        """Sorted users with training rows in ``source`` and any row in the target."""
+        users = self.train(source).users
+        trained = np.unique(users[users != MISSING])
+        return np.intersect1d(trained, self.data.users_in(self.target), assume_unique=True)
 
     def stats(self) -> dict:
         out = self.data.stats()
@@ -75,6 +107,10 @@ class PreparedData:
         out["split"] = {ROLE_NAMES[r]: int((self.roles == r).sum()) for r in (TRAIN, VALID, TEST)}
         held = self.data.domain(self.target).interactions.users[self.roles != TRAIN]
         out["split"]["eval_users"] = int(len(np.unique(held)))
+        for name in self.sources:  # a source's own held-out rows, when a split gives it some
+            r = self.domain_roles[name]
+            if (r != TRAIN).any():
+                out.setdefault("source_split", {})[name] = {ROLE_NAMES[k]: int((r == k).sum()) for k in ROLE_NAMES}
         if self.eval_negatives:
             out["split"]["sampled_negatives"] = int(next(iter(self.eval_negatives.values())).shape[1])
         return out
@@ -86,9 +122,10 @@ class PreparedData:
     # ---- on-disk format -------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array of the prepared data by its name in ``arrays.npz`` (what ``save`` writes)."""
-        arrays: dict[str, np.ndarray] = {"user_ids": self.data.user_ids, "roles": self.roles}
+        arrays: dict[str, np.ndarray] = {"user_ids": self.data.user_ids}
         for name, dom in self.data.domains.items():
             inter = dom.interactions
+            arrays[f"{name}/roles"] = self.domain_roles[name]
             arrays[f"{name}/users"] = inter.users
             arrays[f"{name}/items"] = inter.items
             arrays[f"{name}/item_ids"] = dom.item_ids
@@ -124,8 +161,9 @@ class PreparedData:
         meta = json.loads((folder / "manifest.json").read_text())
         with np.load(folder / "arrays.npz", allow_pickle=False) as z:
             a = {k: z[k] for k in z.files}
-        domains = {}
+        domains, roles = {}, {}
         for name in meta["domains"]:
+            roles[name] = a[f"{name}/roles"]
             inter = Interactions(a[f"{name}/users"], a[f"{name}/items"], a.get(f"{name}/ratings"),
                                  a.get(f"{name}/order"))
             text, attrs, images = (_unpack_strings(a, f"{name}/{key}")
@@ -133,7 +171,7 @@ class PreparedData:
             domains[name] = Domain(name, inter, a[f"{name}/item_ids"], text, attrs, images)
         negatives = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("negatives/")}
         return cls(CrossDomainData(a["user_ids"], domains), meta["target"], tuple(meta["sources"]),
-                   a["roles"], negatives, tuple(meta["report"]), meta["key"], meta.get("split", ""),
+                   roles, negatives, tuple(meta["report"]), meta["key"], meta.get("split", ""),
                    meta.get("ties", "file_order"))
 
     def stage_view(self, domains: list[str], validate: str, seed: int = 0, hold_out: bool = True) -> PreparedData:

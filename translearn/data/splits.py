@@ -1,7 +1,14 @@
-"""Splits of the target domain into train / valid / test roles.
+"""Splits: a role (train / valid / test) for every interaction of every domain.
 
-A split is called as ``split(data, target, sources, seed)`` and returns one role per target
-interaction (``TRAIN``, ``VALID``, ``TEST``); every source domain stays entirely in training.
+A split is called as ``split(data, target, sources, seed)`` and returns either
+
+- an int8 array, one role per target interaction (``TRAIN``, ``VALID``, ``TEST`` or ``DROPPED``); every
+  source row is then TRAIN. The target-only splits (leave-one-out, ratio, temporal, cold start) do this;
+- or a ``SplitRoles``: an int8 role array per domain (sources included), why each domain's ``DROPPED``
+  rows are dropped, and notes for the data report (``disjoint.DisjointUsers`` does this).
+
+``split_roles`` turns either form into a ``SplitRoles``; ``prepare`` then removes the DROPPED rows
+(reporting how many each domain lost and why), so a prepared data set only holds TRAIN / VALID / TEST.
 Randomness comes from the ``seed`` argument only, so a split is reproducible and can be cached.
 
 Order and ties: splits that look at time order rows by the domain's order key; rows whose keys tie are
@@ -13,8 +20,8 @@ as later). ``row_order`` is the one definition of that order; a split and anythi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +29,7 @@ from translearn.data.schema import CrossDomainData, Interactions
 from translearn.errors import UserError
 
 TRAIN, VALID, TEST = 0, 1, 2
+DROPPED = -1  # a row the split removes from its domain (``prepare`` deletes it and reports the count)
 ROLE_NAMES = {TRAIN: "train", VALID: "valid", TEST: "test"}
 
 
@@ -36,6 +44,43 @@ def check_ties(ties: str) -> None:
     """Raise a one-line SplitError unless ``ties`` is a known tie rule."""
     if ties not in TIES:
         raise SplitError(f"data.split.ties must be one of {', '.join(TIES)}, got {ties!r}")
+
+
+@dataclass(frozen=True)
+class SplitRoles:
+    """A split's result over every domain.
+
+    roles:   {domain: int8 [N_domain]} TRAIN / VALID / TEST / DROPPED per interaction of the domain
+    dropped: {domain: reason} why the domain's DROPPED rows are dropped (for the report)
+    notes:   lines for the data report (e.g. how users were divided)
+    """
+
+    roles: Mapping[str, np.ndarray]
+    dropped: Mapping[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+
+def split_roles(result: np.ndarray | SplitRoles, data: CrossDomainData, target: str,
+                drop_reason: str = "rows the split removed") -> SplitRoles:
+    """``result`` of a split as a checked ``SplitRoles`` with a role array for every domain of ``data``: an
+    array is the target's roles (sources all TRAIN; its DROPPED rows are dropped for ``drop_reason``)."""
+    if not isinstance(result, SplitRoles):
+        result = SplitRoles({target: np.asarray(result)}, {target: drop_reason})
+    roles = {}
+    for name, dom in data.domains.items():
+        n = len(dom.interactions)
+        r = np.asarray(result.roles[name], dtype=np.int8) if name in result.roles else np.full(n, TRAIN, np.int8)
+        if r.shape != (n,):
+            raise SplitError(f"the split gave {r.shape} roles for domain {name!r}, which has {n:,} interactions")
+        if not np.isin(r, (DROPPED, TRAIN, VALID, TEST)).all():
+            raise SplitError(f"the split gave domain {name!r} roles other than dropped/train/valid/test")
+        if (r == DROPPED).any() and name not in result.dropped:
+            raise SplitError(f"the split drops rows of domain {name!r} without saying why")
+        roles[name] = r
+    unknown = set(result.roles) - set(data.domains)
+    if unknown:
+        raise SplitError(f"the split gave roles for unknown domains {sorted(unknown)}")
+    return SplitRoles(roles, dict(result.dropped), tuple(result.notes))
 
 
 def row_order(inter: Interactions, ties: str = "file_order", seed: int = 0, by_user: bool = True) -> np.ndarray:
@@ -146,6 +191,7 @@ class TemporalSplit:
     test_fraction: float = 0.1
     users_without_train: str = "error"
     ties: str = "file_order"
+    drop_reason = "held-out rows of users without training data"  # users_without_train=drop (a class constant)
 
     def __post_init__(self) -> None:
         check_ties(self.ties)
@@ -176,7 +222,7 @@ class TemporalSplit:
                     f"(e.g. user {example!r}); set data.split.users_without_train=drop or keep, or use "
                     "data.split=cold_start to evaluate such users on purpose")
             if self.users_without_train == "drop":
-                roles[orphan] = -1  # removed by prepare(), which reports the count
+                roles[orphan] = DROPPED  # removed by prepare(), which reports the count
         return roles
 
 

@@ -4,8 +4,9 @@ A stage model (the start of fine-tuning, a distillation teacher, ...) is selecte
 validation, with early stopping. Its validation rows must come from its own training data, never from
 the target's held-out rows, and the main run's data must stay whole. The view is a new ``PreparedData``:
 
-- it keeps only the stage's domains; the real target (when the stage trains on it) keeps only its
-  TRAIN rows, so its valid and test rows are physically absent (no history, label or negative sees them);
+- it keeps only the stage's domains, and of each only its TRAIN rows (``PreparedData.train``: the real
+  target's valid and test rows, and a source's own held-out rows if a split gives it some, are physically
+  absent, so no history, label or negative sees them; rows a split dropped were never there);
 - the ``validate`` domain becomes the view's target; per user with at least 2 rows there, the last row
   (by order key, ties by the split's rule; at random without an order key) is VALID, so every user keeps
   a training row. Every other row is TRAIN; the view has no TEST.
@@ -36,10 +37,7 @@ def stage_view(prepared: PreparedData, domains: list[str], validate: str, seed: 
     for a stage trained without validation)."""
     if validate not in domains:
         raise ValueError(f"the stage validates on {validate!r}, which is not among its domains {domains}")
-    kept = {}
-    for name in domains:
-        dom = prepared.data.domain(name)
-        kept[name] = dom.with_interactions(prepared.train(name)) if name == prepared.target else dom
+    kept = {name: prepared.data.domain(name).with_interactions(prepared.train(name)) for name in domains}
     inter = kept[validate].interactions
     perm, pos, size = user_positions(inter, seed, prepared.ties)
     roles = np.full(len(inter), TRAIN, dtype=np.int8)

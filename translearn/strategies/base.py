@@ -23,6 +23,7 @@ from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.metrics.per_user import gather_rows, per_user_means
 from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Query, Recommender
+from translearn.strategies.bridge import check_bridge, model_item_tower
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
 STAGES = ("val", "test")
@@ -58,6 +59,8 @@ class TransferStrategy(pl.LightningModule):
     refuses_sequences: ClassVar[str | None] = None
     # what a divergence message calls this training ("the source stage" for a stage model)
     training_name: ClassVar[str] = "training"
+    # what stands in for shared users when the domains share none (``strategies.bridge``): none | content | users
+    user_bridge: ClassVar[str] = "none"
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
@@ -80,6 +83,9 @@ class TransferStrategy(pl.LightningModule):
         for d in self.train_domains:
             model.item_encoder(d)  # fails early, naming the domains the model has
         self.facts = facts
+        if facts is not None and self.user_bridge != "none":  # the rule build_strategy applies from the config
+            check_bridge(type(self).__name__, self.user_bridge, facts, model_item_tower(model, target_domain),
+                         bool(getattr(model, "needs_history", 0)))
         if facts is not None and getattr(self.loss_fn, "needs_ratings", False):
             for domain in self.train_domains:
                 if not facts.has_ratings.get(domain, False):

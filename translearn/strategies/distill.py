@@ -39,6 +39,7 @@ class Distillation(TransferStrategy):
     """
 
     uses_source_model = True
+    user_bridge = "content"  # see translearn.strategies.bridge
     refuses_sequences = ("its teacher scores users outside the batch by id (kd_users, "
                          "teacher_top), which a sequence model cannot (use joint, finetune or fusion)")
 

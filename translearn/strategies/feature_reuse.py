@@ -21,6 +21,7 @@ class FeatureReuse(TransferStrategy):
     (see ``ReusedFeatureEncoder``)."""
 
     uses_source_model = True
+    user_bridge = "users"  # see translearn.strategies.bridge
     refuses_sequences = ("it reuses one static source vector per user, and a sequence model has "
                          "none (use joint, finetune or fusion)")
 

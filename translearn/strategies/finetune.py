@@ -40,6 +40,7 @@ class FineTune(TransferStrategy):
     """
 
     uses_source_model = True
+    user_bridge = "content"  # see translearn.strategies.bridge
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, freeze: Sequence[str] = (), l2sp: float = 0.0,

@@ -29,6 +29,7 @@ class Fusion(TransferStrategy):
     """
 
     uses_source_model = True
+    user_bridge = "content"  # see translearn.strategies.bridge
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None,

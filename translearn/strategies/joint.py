@@ -9,7 +9,7 @@ import torch
 from torch import Tensor, nn
 
 from translearn.data.facts import DataFacts, require_facts
-from translearn.errors import ConfigError, check_finite
+from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -25,6 +25,7 @@ class Joint(TransferStrategy):
     """
 
     uses_sources = True
+    user_bridge = "content"  # see translearn.strategies.bridge
 
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  lam: float = 1.0, weighting: str = "fixed", facts: DataFacts | None = None, **kwargs: Any) -> None:
@@ -35,12 +36,8 @@ class Joint(TransferStrategy):
             raise ValueError(f"strategy.weighting must be 'fixed' or 'uncertainty', got {weighting!r}")
         if not source_domains:
             raise ValueError("the joint strategy needs at least one source domain (data.source_domains is empty)")
+        # facts: the base refuses domains that share no users unless the model bridges them (strategies.bridge)
         facts = require_facts(facts, "Joint", "it refuses domains that share no users")
-        for source in source_domains:
-            if facts.shared_users.get(source, 0) == 0:
-                raise ConfigError(f"joint training shares user vectors across domains, but the source {source!r} "
-                                  f"and the target {target_domain!r} have no users in common; use a strategy "
-                                  "that bridges by content, or target_only", config_key="strategy")
         super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.lam, self.weighting = lam, weighting
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None

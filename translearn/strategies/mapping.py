@@ -34,6 +34,7 @@ class Mapping(TransferStrategy):
     ``f(u_source)``: evaluate it with ``data.split=cold_start``."""
 
     uses_source_model = True
+    user_bridge = "users"  # see translearn.strategies.bridge
     refuses_sequences = ("it maps one static source vector per user to the target, and a "
                          "sequence model has none (use joint, finetune or fusion)")
 

@@ -20,8 +20,8 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	@echo "==> [2/3] torch ($(TORCH_SPEC)): skipped when already importable; the first download takes a minute"
 	$(BIN)/python -c "import torch" 2>/dev/null || \
 		$(BIN)/pip install --progress-bar on $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	@echo "==> [3/3] translearn and its dependencies (editable, with the dev, sweep and text extras; versions from $(CONSTRAINTS))"
-	$(BIN)/pip install --progress-bar on -c $(CONSTRAINTS) -e ".[dev,sweep,text]"
+	@echo "==> [3/3] translearn and its dependencies (editable, with the dev, sweep, text and image extras; versions from $(CONSTRAINTS))"
+	$(BIN)/pip install --progress-bar on -c $(CONSTRAINTS) -e ".[dev,sweep,text,image]"
 	touch $@
 	@echo "==> installed: $(BIN)/translearn-train is ready"
 
@@ -37,7 +37,7 @@ lint: install
 bench: install
 	$(BIN)/python experiments/bench/bench_mf.py
 
-# Pin what translearn[dev,sweep,text] needs to the versions installed now (run it after the tests pass); torch,
+# Pin what translearn[dev,sweep,text,image] needs to the versions installed now (run it after the tests pass); torch,
 # and what only torch needs, stay free (TORCH_SPEC picks the build). `--check` compares instead of writing.
 constraints: install
 	$(BIN)/python tools/constraints.py $(CONSTRAINTS)

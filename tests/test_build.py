@@ -112,6 +112,7 @@ def test_stats_counts(make_data):
     stats = data.stats()
     assert stats["users"] == 2
     assert stats["domains"]["a"] == {"users": 2, "items": 2, "interactions": 2, "density": 0.5,
-                                     "has_ratings": False, "has_order": False, "has_text": False}
+                                     "has_ratings": False, "has_order": False, "has_text": False,
+                                     "has_images": False}
     assert stats["domains"]["b"]["has_ratings"] is True
     assert stats["overlap"] == {"a&b": 1}

@@ -1,4 +1,4 @@
-"""constraints.txt pins what translearn[dev,sweep,text] needs at the versions of this environment, never torch."""
+"""constraints.txt pins what translearn[dev,sweep,text,image] needs at the versions of this environment, never torch."""
 
 from __future__ import annotations
 

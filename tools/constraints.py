@@ -1,4 +1,4 @@
-"""Write constraints.txt: the exact versions of everything translearn[dev,sweep,text] needs, as installed now.
+"""Write constraints.txt: the exact versions of everything translearn[dev,sweep,text,image] needs, as installed now.
 
 ``make install`` installs with ``pip install -c constraints.txt``, so a fresh clone gets the versions the
 tests passed with; ``pyproject.toml`` keeps open ranges for library users. ``make constraints`` runs this
@@ -26,7 +26,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT = "translearn"
-EXTRAS = ("dev", "sweep", "text")
+EXTRAS = ("dev", "sweep", "text", "image")
 FREE = ("torch",)  # neither pinned nor walked into
 
 

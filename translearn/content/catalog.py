@@ -2,10 +2,12 @@
 
 ``ItemCatalog.of(prepared, cache_dir)`` collects what the item towers of a model may read about every
 item of every domain of the prepared data; ``text_features`` turns it into pretrained sentence vectors,
-cached by content hash (see ``translearn.content.feature_cache``)::
+and ``image_features`` into frozen image-backbone vectors, both cached by content hash (see
+``translearn.content.feature_cache``)::
 
     catalog = ItemCatalog.of(prepared, cache_dir=".cache")
     feats = catalog.text_features("target", template="{text}. {attributes}")   # float32 [num_items, 384]
+    pics = catalog.image_features("target")                                    # float32 [num_items, 1280]
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ class ItemCatalog:
         domains = {}
         for name in prepared.domains:
             dom = prepared.data.domain(name)
-            domains[name] = DomainItems(name, dom.num_items, dom.item_ids, dom.item_text, dom.item_attributes)
+            domains[name] = DomainItems(name, dom.num_items, dom.item_ids, dom.item_text, dom.item_attributes,
+                                        dom.image_paths)
         return cls(domains, None if cache_dir is None else Path(cache_dir), encode)
 
     def domain(self, name: str) -> DomainItems:
@@ -140,6 +143,27 @@ class ItemCatalog:
             return _normalised(np.asarray(encode(name, texts, batch_size), dtype=np.float32))
 
         features = self._features.get(parts, len(texts), build, what=f"text features of {domain!r}")
+        return torch.from_numpy(features.copy())
+
+    def image_features(self, domain: str, backbone: str = "efficientnet_lite0", weights: str | None = None,
+                       allow_random: bool = False, image_size: int = 224, batch_size: int = 32) -> torch.Tensor:
+        """float32 [num_items, F] frozen image-backbone features of ``domain``'s items (F = 1280 for the
+        default EfficientNet-Lite0); an item without an image gets a zero row.
+
+        backbone: ``efficientnet_lite0``, ``torchvision:<model>`` or ``timm:<model>`` (see
+                  ``translearn.content.image``); weights: a local weights file (None: Lite0's packaged
+                  ImageNet weights); random weights only with ``allow_random``.
+        Computed once per (backbone identity, image size, paths, image file contents); later calls, and
+        other runs with a cache folder, read it back.
+        """
+        from translearn.content.image_features import image_features
+
+        items = self.domain(domain)
+        if items.image_paths is None:
+            raise ConfigError(f"model.item_tower: domain {domain!r} has no item images (its data source gives "
+                              "none; see docs/data.md, item images)", config_key="model.item_tower")
+        features = image_features(self._features, items.image_paths, backbone, weights, allow_random, image_size,
+                                  batch_size, what=f"image features of {domain!r}")
         return torch.from_numpy(features.copy())
 
 

@@ -24,7 +24,8 @@ class RawDomain:
     users, items:   [N] raw ids (any dtype; None/NaN/"" = missing)
     ratings, order: [N] float, or None
     catalog:        [M] raw item ids that have side information (items may appear here without
-                    interactions); item_text / item_attributes are aligned with it.
+                    interactions); item_text / item_attributes / image_paths are aligned with it.
+    image_paths:    [M] str, each catalog item's image file ("" for none), or None
     """
 
     users: np.ndarray
@@ -34,6 +35,7 @@ class RawDomain:
     catalog: np.ndarray | None = None
     item_text: np.ndarray | None = None
     item_attributes: np.ndarray | None = None
+    image_paths: np.ndarray | None = None
 
 
 def _missing_mask(values: np.ndarray) -> np.ndarray:
@@ -132,15 +134,14 @@ def build_cross_domain(raw: Mapping[str, RawDomain]) -> CrossDomainData:
             ratings=None if r.ratings is None else np.asarray(r.ratings, dtype=np.float32),
             order=None if r.order is None else np.asarray(r.order, dtype=np.float64),
         )
-        text = attrs = None
+        side: dict[str, np.ndarray | None] = {"item_text": None, "item_attributes": None, "image_paths": None}
         if r.catalog is not None:
             pos = _index(item_vals[1], item_missing[1], item_vocab)
             keep = pos != MISSING
-            if r.item_text is not None:
-                text = np.full(len(item_vocab), "", dtype=object)
-                text[pos[keep]] = np.asarray(r.item_text, dtype=object)[keep]
-            if r.item_attributes is not None:
-                attrs = np.full(len(item_vocab), "", dtype=object)
-                attrs[pos[keep]] = np.asarray(r.item_attributes, dtype=object)[keep]
-        domains[name] = Domain(name, interactions, item_vocab, text, attrs)
+            for key in side:
+                values = getattr(r, key)
+                if values is not None:
+                    side[key] = np.full(len(item_vocab), "", dtype=object)
+                    side[key][pos[keep]] = np.asarray(values, dtype=object)[keep]
+        domains[name] = Domain(name, interactions, item_vocab, **side)
     return CrossDomainData(user_ids=user_vocab, domains=domains)

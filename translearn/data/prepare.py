@@ -25,9 +25,10 @@ from translearn.data.splits import DROPPED, TEST, TRAIN, VALID, LeaveOneOut, Spl
 from translearn.errors import ConfigError
 
 log = logging.getLogger(__name__)
-FORMAT_VERSION = 6  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
+FORMAT_VERSION = 7  # 2: exact integer ids, whole-row split cuts, exact dense-user negatives; 3: cold-start
 # rounding; 4: order-key ties follow data.split.ties (default file_order, was: by item index); 5: the
-# manifest records the tie rule (histories follow it); 6: roles for every domain (``<domain>/roles``)
+# manifest records the tie rule (histories follow it); 6: roles for every domain (``<domain>/roles``); 7: item
+# image paths (Domain.image_paths)
 
 
 def _steps(preprocess: Mapping[str, Any] | Sequence[Any] | None) -> list[Any]:

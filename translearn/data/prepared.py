@@ -132,7 +132,8 @@ class PreparedData:
             for key, value in (("ratings", inter.ratings), ("order", inter.order)):
                 if value is not None:
                     arrays[f"{name}/{key}"] = value
-            for key, value in (("item_text", dom.item_text), ("item_attributes", dom.item_attributes)):
+            for key, value in (("item_text", dom.item_text), ("item_attributes", dom.item_attributes),
+                               ("image_paths", dom.image_paths)):
                 if value is not None:
                     arrays[f"{name}/{key}/utf8"], arrays[f"{name}/{key}/offsets"] = _pack_strings(value)
         for role, neg in self.eval_negatives.items():
@@ -165,8 +166,9 @@ class PreparedData:
             roles[name] = a[f"{name}/roles"]
             inter = Interactions(a[f"{name}/users"], a[f"{name}/items"], a.get(f"{name}/ratings"),
                                  a.get(f"{name}/order"))
-            text, attrs = (_unpack_strings(a, f"{name}/{key}") for key in ("item_text", "item_attributes"))
-            domains[name] = Domain(name, inter, a[f"{name}/item_ids"], text, attrs)
+            text, attrs, images = (_unpack_strings(a, f"{name}/{key}")
+                                   for key in ("item_text", "item_attributes", "image_paths"))
+            domains[name] = Domain(name, inter, a[f"{name}/item_ids"], text, attrs, images)
         negatives = {k.split("/", 1)[1]: v for k, v in a.items() if k.startswith("negatives/")}
         return cls(CrossDomainData(a["user_ids"], domains), meta["target"], tuple(meta["sources"]),
                    roles, negatives, tuple(meta["report"]), meta["key"], meta.get("split", ""),

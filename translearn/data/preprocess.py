@@ -241,6 +241,7 @@ def compact(data: CrossDomainData) -> tuple[CrossDomainData, StepReport]:
             item_ids=dom.item_ids[used],
             item_text=None if dom.item_text is None else dom.item_text[used],
             item_attributes=None if dom.item_attributes is None else dom.item_attributes[used],
+            image_paths=None if dom.image_paths is None else dom.image_paths[used],
         )
     return CrossDomainData(user_ids=data.user_ids[used_users], domains=out), report
 

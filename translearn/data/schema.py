@@ -69,6 +69,7 @@ class Domain:
     item_ids:        [num_items] raw item ids (int64 or str), sorted
     item_text:       [num_items] str, e.g. titles, or None
     item_attributes: [num_items] str, e.g. category path and brand, or None
+    image_paths:     [num_items] str, each item's image file ("" for an item without one), or None
     """
 
     name: str
@@ -76,6 +77,7 @@ class Domain:
     item_ids: np.ndarray
     item_text: np.ndarray | None = None
     item_attributes: np.ndarray | None = None
+    image_paths: np.ndarray | None = None
 
     @property
     def num_items(self) -> int:
@@ -136,6 +138,7 @@ class CrossDomainData:
                 "has_ratings": inter.ratings is not None,
                 "has_order": inter.order is not None,
                 "has_text": dom.item_text is not None,
+                "has_images": dom.image_paths is not None,
             }
         names = list(self.domains)
         out["overlap"] = {

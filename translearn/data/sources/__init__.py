@@ -5,7 +5,8 @@ from translearn.data.sources.base import DataSource
 from translearn.data.sources.disencdr_pair import DisenCDRPair
 from translearn.data.sources.movielens import MovieLens
 from translearn.data.sources.synthetic import SyntheticSource
+from translearn.data.sources.synthetic_images import SyntheticImages
 from translearn.data.sources.tabular import TabularSource
 
-__all__ = ["AmazonArtsOffice", "DataSource", "DisenCDRPair", "MovieLens", "SyntheticSource",
-    "TabularSource"]
+__all__ = ["AmazonArtsOffice", "DataSource", "DisenCDRPair", "MovieLens", "SyntheticImages",
+    "SyntheticSource", "TabularSource"]

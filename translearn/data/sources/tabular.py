@@ -4,7 +4,10 @@ Layout (a), one table with a domain column: ``TabularSource(files={"all": "x.csv
 gives one domain per value of that column (sorted, or in the order of the ``domains`` filter).
 Layout (b), one table per domain: ``TabularSource(files={"books": "b.csv", "movies": "m.parquet"})`` gives
 the domains named by the keys of ``files``. Optional item side tables (``item_files``, keyed by domain)
-supply item text and attributes. Empty id cells are passed through as missing ids.
+supply item text, attributes and image paths (``image_column``; relative paths are under ``image_dir`` if
+set, else the item table's folder). Without an image column, ``image_dir`` (one folder, or one per domain)
+holds files named by raw item id, ``<item_id>.jpg`` (or .jpeg, .png, .webp, .bmp). Empty id cells are passed
+through as missing ids.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import csv
 import re
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +24,7 @@ import pandas as pd
 from translearn.data.build import RawDomain, build_cross_domain
 from translearn.data.errors import DataError
 from translearn.data.schema import CrossDomainData
+from translearn.data.sources import images
 from translearn.data.sources.base import fingerprint_files
 
 _COMPRESSION = {".gz", ".bz2", ".zip", ".xz", ".zst"}
@@ -127,7 +132,8 @@ class TabularSource:
                  order_column: str | None = None, item_files: Mapping[str, str | Path] | None = None,
                  item_id_column: str = "item_id", text_column: str | None = None,
                  attributes_column: str | None = None, sep: str | None = None,
-                 domains: list[str] | None = None, header: bool = True, names: list[str] | None = None) -> None:
+                 domains: list[str] | None = None, header: bool = True, names: list[str] | None = None,
+                 image_column: str | None = None, image_dir: str | Path | Mapping[str, str] | None = None) -> None:
         if not files:
             raise ValueError("TabularSource needs at least one file")
         if not header and not names:
@@ -143,6 +149,12 @@ class TabularSource:
         self.rating_column, self.order_column = rating_column, order_column
         self.item_id_column, self.text_column = item_id_column, text_column
         self.attributes_column = attributes_column
+        if image_column is not None and not item_files:
+            raise ValueError("data.dataset.image_column names a column of the item tables: set "
+                             "data.dataset.item_files too (or use data.dataset.image_dir alone)")
+        self.image_column = image_column
+        self.image_dir = None if image_dir is None else (
+            {str(k): str(v) for k, v in image_dir.items()} if isinstance(image_dir, Mapping) else str(image_dir))
         sep = "\t" if sep in ("tab", "\\t") else sep  # a tab is hard to type on a command line
         self.sep, self.domains = sep, None if domains is None else list(domains)
 
@@ -155,7 +167,21 @@ class TabularSource:
         return fingerprint_files(
             "tabular", paths,
             files={k: p.name for k, p in self.files.items()},
-            item_files={k: p.name for k, p in self.item_files.items()}, **opts)
+            item_files={k: p.name for k, p in self.item_files.items()}, **opts, **self._image_fingerprint())
+
+    def _image_fingerprint(self) -> dict[str, object]:
+        """What the image paths depend on besides the tables' bytes: the folders relative paths resolve
+        against and, for ``image_dir`` alone, which image files it holds."""
+        if self.image_dir is None and self.image_column is None:
+            return {}
+        if self.image_column is not None:
+            return {"image_bases": {n: str(self._image_base(n, p)) for n, p in self.item_files.items()}}
+        dirs = self.image_dir if isinstance(self.image_dir, Mapping) else {"*": self.image_dir}
+        return {"image_listing": {n: images.listing_digest(images.image_dir_of(d, n)) for n, d in dirs.items()}}
+
+    def _image_base(self, domain: str, item_file: Path) -> Path:
+        folder = images.image_dir_of(self.image_dir, domain)
+        return folder if folder is not None else item_file.parent.absolute()
 
     def _read(self, path: Path, columns: list[str], interactions: bool = True) -> pd.DataFrame:
         """One table; ``header``/``names`` apply to the interaction files (item tables have a header)."""
@@ -211,11 +237,19 @@ class TabularSource:
         raw = {name: self._domain(parts[name]) for name in names}
         for name, path in self.item_files.items():
             if name in raw:
-                self._add_items(raw[name], path)
+                self._add_items(raw[name], path, name)
             elif name not in parts:
                 raise DataError(f"item file for unknown domain {name!r}; the data has: {', '.join(parts)}",
                                 path=path)
-        return build_cross_domain(raw)
+        data = build_cross_domain(raw)
+        if self.image_dir is None or self.image_column is not None:
+            return data
+        domains = {}
+        for name, dom in data.domains.items():
+            folder = images.image_dir_of(self.image_dir, name)
+            paths = None if folder is None else images.paths_from_folder(dom.item_ids, folder, name)
+            domains[name] = replace(dom, image_paths=paths)
+        return data.replace_domains(domains)
 
     def _domain(self, parts: list[tuple[Path, pd.DataFrame]]) -> RawDomain:
         def ids(col: str) -> np.ndarray:
@@ -230,9 +264,11 @@ class TabularSource:
             order=None if oc is None else np.concatenate([to_seconds(df[oc], p, oc) for p, df in parts]),
         )
 
-    def _add_items(self, raw: RawDomain, path: Path) -> None:
-        tc, ac = self.text_column, self.attributes_column
-        df = self._read(path, [c for c in (self.item_id_column, tc, ac) if c is not None], interactions=False)
+    def _add_items(self, raw: RawDomain, path: Path, domain: str) -> None:
+        tc, ac, ic = self.text_column, self.attributes_column, self.image_column
+        df = self._read(path, [c for c in (self.item_id_column, tc, ac, ic) if c is not None], interactions=False)
         raw.catalog = df[self.item_id_column].to_numpy()
         raw.item_text = None if tc is None else _text(df[tc])
         raw.item_attributes = None if ac is None else _text(df[ac])
+        if ic is not None:
+            raw.image_paths = images.paths_from_column(_text(df[ic]), self._image_base(domain, path), path, ic)

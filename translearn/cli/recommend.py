@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}", config_key="--batch-size")
     if args.out is not None and args.out.is_dir():
-        raise IsADirectoryError(f"--out: {args.out} is a folder; give a file name")
+        raise ConfigError(f"--out: {args.out} is a folder; give a file name", config_key="--out")
     from translearn.outputs import load_run, recommend, user_indices
 
     loaded = load_run(args.run, args.checkpoint, args.overrides)

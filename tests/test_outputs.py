@@ -26,6 +26,7 @@ from translearn.data.prepare import prepare
 from translearn.data.splits import TRAIN, LeaveOneOut
 from translearn.errors import UserError
 from translearn.outputs import attribute_labels, fit_probe, load_run, recommend, user_indices
+from translearn.outputs.recommend import top_k
 from translearn.train import train
 
 TINY = ["data.dataset.num_users=120", "data.dataset.num_items=[50,40]", "data.batch_size=128",
@@ -199,6 +200,16 @@ def test_recommend_from_a_source_domain(mf_run, capsys) -> None:
     assert recs.items[0].tolist() == np.argsort(-np.where(known, -np.inf, scores[u]), kind="stable")[:3].tolist()
 
 
+def test_top_k_is_a_stable_descending_sort_with_ties_and_minus_infinity() -> None:
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n = int(torch.randint(1, 40, (1,), generator=g))
+        k = int(torch.randint(1, n + 1, (1,), generator=g))
+        scores = torch.randint(0, 4, (5, n), generator=g).float()  # many ties
+        scores[torch.rand(5, n, generator=g) < 0.3] = float("-inf")  # excluded items
+        assert torch.equal(top_k(scores, k), torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k])
+
+
 def test_recommend_errors_name_the_option(mf_run, tmp_path, capsys) -> None:
     code, _, err = _cli(recommend_cli.main, [mf_run, "--users", "0", "nobody", "--k", 3], capsys)
     assert code == 2 and err.count("\n") == 1 and "--users: unknown user id(s) 'nobody': not in" in err
@@ -352,3 +363,10 @@ def test_probe_cli_errors(mf_run, tmp_path, capsys) -> None:
     assert code == 2 and "--attribute attributes --word 0 is constant" in err and "'target'" in err
     code, _, err = _cli(probe_cli.main, [mf_run, "--attribute", "attributes", "--word", 9], capsys)
     assert code == 2 and "no value for any" in err
+
+
+@pytest.mark.parametrize("main", [features_cli.main, recommend_cli.main, probe_cli.main])
+def test_help_shows_the_examples(main, capsys) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "outputs/runs/<time>" in capsys.readouterr().out

@@ -12,6 +12,8 @@ This is the one place where "no peeking" is enforced for models that read a user
     other; a source row the split held out never shows).
   One query per held-out row: a user with several held-out items (ratio, temporal, cold-start splits)
   gets one cut per item.
+- **Latest queries** (``latest_queries``, for ``translearn-recommend``): a user's last rows after the data
+  ends, in the same order; every row (a deployment reading) or training rows only.
 - **Training sequences** (``train_sequences``) are built from training rows only: the TRAIN rows of every
   domain (``PreparedData.domain_roles``; under the target-only splits every source row). A valid or test
   item is never an input or a label.
@@ -78,6 +80,33 @@ class EvalQueries:
         lengths = self.lengths[index]
         width = max(1, int(lengths.max(initial=0)))
         return {"users": torch.from_numpy(self.users[index]), "targets": torch.from_numpy(self.targets[index]),
+                "history": torch.from_numpy(np.ascontiguousarray(self.history[index, :width])),
+                "history_domain": torch.from_numpy(np.ascontiguousarray(self.history_domain[index, :width])),
+                "history_len": torch.from_numpy(lengths)}
+
+
+@dataclass(frozen=True)
+class LatestQueries:
+    """One query per user from the user's latest rows (``HistoryIndex.latest_queries``), right-padded.
+
+    users [U], history [U, L], history_domain [U, L], lengths [U] (as in ``EvalQueries``, no targets).
+    """
+
+    users: np.ndarray
+    history: np.ndarray
+    history_domain: np.ndarray
+    lengths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
+        """Rows ``index`` as a query dict trimmed to their longest history (at least one column):
+        {"users" [B], "history" [B, L], "history_domain" [B, L], "history_len" [B]}."""
+        index = np.asarray(index, dtype=np.int64)
+        lengths = self.lengths[index]
+        width = max(1, int(lengths.max(initial=0)))
+        return {"users": torch.from_numpy(self.users[index]),
                 "history": torch.from_numpy(np.ascontiguousarray(self.history[index, :width])),
                 "history_domain": torch.from_numpy(np.ascontiguousarray(self.history_domain[index, :width])),
                 "history_len": torch.from_numpy(lengths)}
@@ -212,8 +241,37 @@ class HistoryIndex:
         shown = np.isin(self.domain[pos], [self.domain_id(d) for d in history_domains])
         keep = shown & np.where(same, allowed_role & (self.rank[pos] < self.rank[q][qi]),
                                 (self.role[pos] == TRAIN) & (self.order[pos] < self.order[q][qi]))
-        qi, pos = qi[keep], pos[keep]
-        counts = np.bincount(qi, minlength=len(q))
+        history, domain, lengths = self._pack(qi[keep], pos[keep], len(q), max_len)
+        return EvalQueries(q_user, self.item[q], self.row[q], history, domain, lengths)
+
+    def latest_queries(self, users: np.ndarray, max_len: int, rows: str = "all",
+                       history_domains: Sequence[str] | None = None) -> LatestQueries:
+        """One query per user of ``users`` [U]: the user's LATEST history, for recommending after the data ends.
+
+        ``rows="all"`` reads every row of the user (train, valid and test; at a deployment reading the
+        held-out items are history too); ``rows="train"`` reads training rows only (the TRAIN rows of every
+        domain, as training sequences do). Rows are in the index's history order (the split's
+        order and tie rule), the LAST ``max_len`` kept; ``history_domains`` as for ``eval_queries``."""
+        if rows not in ("all", "train"):
+            raise HistoryError(f"rows must be 'all' or 'train', got {rows!r}")
+        if max_len < 1:
+            raise HistoryError(f"model.max_history must be >= 1, got {max_len}")
+        users = np.asarray(users, dtype=np.int64)
+        starts, lens = self.indptr[users], self.indptr[users + 1] - self.indptr[users]
+        qi = np.repeat(np.arange(len(users)), lens)
+        pos = np.repeat(starts, lens) + np.arange(lens.sum()) - np.repeat(np.cumsum(lens) - lens, lens)
+        if history_domains is None:
+            history_domains = (self.target,) if self.scope == "target" else self.domains
+        keep = np.isin(self.domain[pos], [self.domain_id(d) for d in history_domains])
+        if rows == "train":
+            keep &= self.role[pos] == TRAIN
+        history, domain, lengths = self._pack(qi[keep], pos[keep], len(users), max_len)
+        return LatestQueries(users, history, domain, lengths)
+
+    def _pack(self, qi: np.ndarray, pos: np.ndarray, n: int, max_len: int) -> tuple[np.ndarray, ...]:
+        """Right-padded (history [n, L], history_domain [n, L], lengths [n]) from index rows ``pos`` of query
+        ``qi`` (grouped by query, in history order), keeping each query's last ``max_len`` rows."""
+        counts = np.bincount(qi, minlength=n)
         # index of each kept row counted from the query's end (0 = latest), to keep the last max_len
         from_end = np.repeat(np.cumsum(counts), counts) - np.arange(len(qi)) - 1
         latest = from_end < max_len
@@ -221,11 +279,11 @@ class HistoryIndex:
         lengths = np.minimum(counts, max_len).astype(np.int64)
         width = max(1, int(lengths.max(initial=0)))
         col = lengths[qi] - 1 - from_end
-        history = np.zeros((len(q), width), dtype=np.int64)
-        domain = np.zeros((len(q), width), dtype=np.int64)
+        history = np.zeros((n, width), dtype=np.int64)
+        domain = np.zeros((n, width), dtype=np.int64)
         history[qi, col] = self.token[pos]
         domain[qi, col] = self.domain[pos]
-        return EvalQueries(q_user, self.item[q], self.row[q], history, domain, lengths)
+        return history, domain, lengths
 
     # ---- training -----------------------------------------------------------------------------------
     def train_sequences(self, max_len: int, domains: Sequence[str] | None = None,

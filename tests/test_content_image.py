@@ -70,7 +70,8 @@ def test_features_of_generated_images_are_real_distinct_and_repeatable(tmp_path,
     a, b = picture(tmp_path / "a.png", 1), picture(tmp_path / "b.png", 2)
     feats = images.encode_images([str(a), str(b), str(a)], backbone, image_size=96, batch_size=2)
     assert feats.shape == (3, 1280) and feats.dtype == np.float32
-    np.testing.assert_array_equal(feats[0], feats[2])
+    # the same picture in a batch of two and a batch of one: equal up to the kernels' batch-size rounding
+    np.testing.assert_allclose(feats[0], feats[2], rtol=1e-4, atol=1e-5)
     assert np.abs(feats[0] - feats[1]).max() > 0.1
     cos = feats[0] @ feats[1] / np.linalg.norm(feats[0]) / np.linalg.norm(feats[1])
     assert cos < 0.99

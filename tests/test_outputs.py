@@ -16,8 +16,6 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 from omegaconf import OmegaConf
-from translearn.outputs import attribute_labels, fit_probe, load_run, recommend, user_indices
-from translearn.outputs.recommend import top_k
 
 from translearn.cli import features as features_cli
 from translearn.cli import probe as probe_cli
@@ -27,6 +25,8 @@ from translearn.data.history import HistoryIndex
 from translearn.data.prepare import prepare
 from translearn.data.splits import TRAIN, LeaveOneOut
 from translearn.errors import UserError
+from translearn.outputs import attribute_labels, fit_probe, load_run, recommend, user_indices
+from translearn.outputs.recommend import top_k
 from translearn.train import train
 
 TINY = ["data.dataset.num_users=120", "data.dataset.num_items=[50,40]", "data.batch_size=128",

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from translearn.data.build import RawDomain, build_cross_domain
 from translearn.data.schema import CrossDomainData
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker and the runs it starts get
+    their share of the cores, so that torch does not start one thread per core in every worker."""
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if workers:
+        share = str(max(1, (os.cpu_count() or 1) // int(workers)))
+        os.environ.setdefault("OMP_NUM_THREADS", share)
+        os.environ.setdefault("MKL_NUM_THREADS", share)
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
 
 # ---------------------------------------------------------------- data layer (test_build.py ... test_datamodule.py)
 

@@ -28,8 +28,11 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 run: install
 	$(BIN)/translearn-train $(ARGS)
 
+# One pytest-xdist worker per core (at most 8; each worker's torch gets its share of the cores, tests/conftest.py).
+# TEST_WORKERS=0 runs the tests in this process, one after another.
+TEST_WORKERS ?= auto
 test: install
-	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,11 +3,18 @@
   translearn-features outputs/runs/<time> --out features/
   translearn-features RUN --out DIR --checkpoint last --domain office
   translearn-features RUN data.paths.data_root=/data --out DIR     # overrides of the saved config
+  translearn-features --encoder text --data arts_office --out DIR   # a pretrained encoder alone, no run
+  translearn-features --encoder text data=arts_office model.text_encoder=/models/e5 --out DIR
 
 Writes, per domain of the model, items_<domain>.npy [num_items, D] and items_<domain>.parquet (item_id,
 index, vector); id models also users.npy / users.parquet; and features.json (run, checkpoint, model
 family, head, counts and dims). Sequence models have no static user vectors: features.json says so.
 Row i of every table is internal index i; the Parquet files carry the raw ids.
+
+With --encoder text|image there is no run: the items of the data (translearn-train's config and
+overrides, e.g. data=arts_office model.text_encoder=...) go through the frozen content encoder a model
+would use (model.text_encoder / model.text_template, model.image_backbone / model.image_weights), from
+the same feature cache; translearn-probe reads the folder like any other.
 """
 
 from __future__ import annotations
@@ -32,15 +39,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to write the files into")
     parser.add_argument("--checkpoint", default="best", help="best (default), last, or a .ckpt path")
     parser.add_argument("--domain", action="append", help="export only this domain (repeatable; default all)")
-    parser.add_argument("--encoder", help="a pretrained encoder (name or path) instead of a run: not available yet")
-    parser.add_argument("--data", help="with --encoder: the data config whose items to encode")
+    parser.add_argument("--encoder", choices=("text", "image"),
+                        help="no run: the pretrained text or image encoder's item vectors (the model.text_encoder "
+                             "/ model.image_backbone of the config; other positional words are its overrides)")
+    parser.add_argument("--data", help="with --encoder: the data config whose items to encode (data=NAME)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
     args = parser.parse_args(argv)
-    if args.encoder or args.data:
-        raise ConfigError("--encoder / --data: exporting a pretrained encoder's item vectors without a run is not "
-                          "available yet (it needs the content encoders); export from a run folder that uses one",
-                          config_key="--encoder")
+    if args.encoder:
+        return _from_encoder(args)
+    if args.data:
+        raise ConfigError("--data goes with --encoder (a run folder brings its own data)", config_key="--data")
     if args.run is None:
         raise ConfigError("give a run folder (translearn-features RUN --out DIR)", config_key="run")
     from translearn.outputs import export_features, load_run
@@ -53,6 +62,22 @@ def main(argv: list[str] | None = None) -> int:
     users = manifest["users"]
     print(f"users: {users['users']:,} x {users['dim']} -> {args.out / users['npy']}" if users
           else f"users: none ({manifest['users_note']})")
+    print(f"manifest: {args.out / 'features.json'}")
+    return 0
+
+
+def _from_encoder(args: argparse.Namespace) -> int:
+    from translearn.cli.config import compose
+    from translearn.outputs.encoder import export_encoder_features
+
+    overrides = ([str(args.run)] if args.run is not None else []) + list(args.overrides)
+    if args.data:
+        overrides.insert(0, f"data={args.data}")
+    cfg = compose(overrides, output_dir=args.out.resolve())
+    manifest = export_encoder_features(cfg, args.out, args.encoder, args.domain)
+    for domain, entry in manifest["domains"].items():
+        print(f"{domain}: {entry['items']:,} items x {entry['dim']} ({manifest['encoder']['encoder']}) -> "
+              f"{args.out / entry['npy']}, {args.out / entry['parquet']}")
     print(f"manifest: {args.out / 'features.json'}")
     return 0
 

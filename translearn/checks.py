@@ -62,8 +62,9 @@ def _max_epochs(cfg: DictConfig) -> None:
     value = OmegaConf.select(cfg, "trainer.max_epochs")
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or not (value >= 1 or value == -1):
-        raise ConfigError(f"config key 'trainer.max_epochs' must be a whole number >= 1 (or -1: no limit), "
+    if isinstance(value, bool) or not isinstance(value, int) or not (value >= 0 or value == -1):
+        raise ConfigError(f"config key 'trainer.max_epochs' must be a whole number >= 1 (0: no training, the "
+                          f"model as built is evaluated, e.g. zero-shot after a source stage; -1: no limit), "
                           f"got {value!r}", config_key="trainer.max_epochs")
 
 

@@ -104,7 +104,11 @@ def train(cfg: DictConfig) -> dict:
     resume = resume_checkpoint(cfg.get("resume"))
     if resume:  # a damaged checkpoint or one of another data set is one clear error, not a traceback
         check_state(resume, read_checkpoint(resume)["state_dict"], strategy)
-    trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume)
+    untrained = cfg.trainer.get("max_epochs") == 0
+    if untrained:  # zero-shot: a strategy's starting model (e.g. the source stage copied by finetune) as it is
+        log.info("trainer.max_epochs=0: no training; the model as built is evaluated and saved")
+    else:
+        trainer.fit(strategy, datamodule=datamodule, ckpt_path=resume)
 
     checkpoint = _selection_checkpoint(trainer)
     best = checkpoint.best_model_path if checkpoint is not None and checkpoint.best_model_path else None
@@ -112,13 +116,16 @@ def train(cfg: DictConfig) -> dict:
     # one dict per dataloader (two with evaluation.sampled_negatives); the keys never collide
     val = {k: v for d in trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
            for k, v in d.items()}
+    if untrained:  # so that translearn-eval, -features and -recommend read the evaluated model
+        best = str(Path(checkpoint.dirpath if checkpoint is not None else run_dir / "checkpoints") / "untrained.ckpt")
+        trainer.save_checkpoint(best)
     test = {k: v for d in trainer.test(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
             for k, v in d.items()}
     summary = {
         **{k: float(v) for k, v in sorted(val.items())},
         **{k: float(v) for k, v in sorted(test.items())},
         "best_checkpoint": _run_relative(best, run_dir) if best else None,
-        "best_epoch": _best_epoch(best) if best else trainer.current_epoch - 1,
+        "best_epoch": None if untrained else _best_epoch(best) if best else trainer.current_epoch - 1,
         "epochs_run": trainer.current_epoch,
         "seed": int(cfg.seed),
         "data_seed": int(cfg.data.seed),

@@ -27,7 +27,7 @@ def pytest_configure(config: pytest.Config) -> None:
 # The longest tests (whole sweeps, 2-process DDP, parallel launcher jobs) start first, so that under xdist they
 # run beside the short ones instead of after them. A name that no longer matches only loses its place.
 LONG_FIRST = ("test_compare_sweeps.py", "test_ddp_on_two_cpu_processes", "test_under_ddp", "test_console_scripts",
-              "joblib", "test_multirun")
+              "joblib", "test_multirun", "test_text_transfer_evidence.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

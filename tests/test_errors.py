@@ -82,7 +82,7 @@ def test_mse_on_implicit_data_says_what_to_use(tmp_path, run_overrides):
     ("optimizer.lr=-0.1", r"'optimizer.lr' must be a finite number >= 0, got -0.1"),
     ("optimizer.lr=inf", r"'optimizer.lr' must be a finite number >= 0, got inf"),
     ("optimizer.lr=fast", r"'optimizer.lr' must be a finite number >= 0, got 'fast'"),
-    ("trainer.max_epochs=0", r"'trainer.max_epochs' must be a whole number >= 1 \(or -1: no limit\), got 0"),
+    ("trainer.max_epochs=-2", r"'trainer.max_epochs' must be a whole number >= 1 \(0: no training, .*; -1: no limit\), got -2"),
     ("trainer.max_epochs=2.5", r"'trainer.max_epochs' must be a whole number"),
     ("monitor=test/target/ndcg@10", r"'monitor': test/target/ndcg@10 is a test metric"),
     ("monitor=val/target/ndcg@50", r"'monitor': val/target/ndcg@50 is never logged.*val/target/ndcg@20"),

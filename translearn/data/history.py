@@ -51,6 +51,17 @@ class HistoryError(UserError, ValueError):
     """The data cannot give histories (e.g. a domain without an order key) or a bad argument."""
 
 
+def _query_batch(queries: EvalQueries | LatestQueries, index: np.ndarray) -> dict[str, torch.Tensor]:
+    """The query part of rows ``index``, trimmed to their longest history (at least one column):
+    {"users" [B], "history" [B, L], "history_domain" [B, L], "history_len" [B]}."""
+    lengths = queries.lengths[index]
+    width = max(1, int(lengths.max(initial=0)))
+    return {"users": torch.from_numpy(queries.users[index]),
+            "history": torch.from_numpy(np.ascontiguousarray(queries.history[index, :width])),
+            "history_domain": torch.from_numpy(np.ascontiguousarray(queries.history_domain[index, :width])),
+            "history_len": torch.from_numpy(lengths)}
+
+
 @dataclass(frozen=True)
 class EvalQueries:
     """One query per held-out target row, right-padded to the longest query.
@@ -77,12 +88,7 @@ class EvalQueries:
         """Rows ``index`` as tensors, trimmed to their longest history (at least one column):
         {"users" [B], "targets" [B], "history" [B, L], "history_domain" [B, L], "history_len" [B]}."""
         index = np.asarray(index, dtype=np.int64)
-        lengths = self.lengths[index]
-        width = max(1, int(lengths.max(initial=0)))
-        return {"users": torch.from_numpy(self.users[index]), "targets": torch.from_numpy(self.targets[index]),
-                "history": torch.from_numpy(np.ascontiguousarray(self.history[index, :width])),
-                "history_domain": torch.from_numpy(np.ascontiguousarray(self.history_domain[index, :width])),
-                "history_len": torch.from_numpy(lengths)}
+        return {**_query_batch(self, index), "targets": torch.from_numpy(self.targets[index])}
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,7 @@ class LatestQueries:
     def batch(self, index: np.ndarray) -> dict[str, torch.Tensor]:
         """Rows ``index`` as a query dict trimmed to their longest history (at least one column):
         {"users" [B], "history" [B, L], "history_domain" [B, L], "history_len" [B]}."""
-        index = np.asarray(index, dtype=np.int64)
-        lengths = self.lengths[index]
-        width = max(1, int(lengths.max(initial=0)))
-        return {"users": torch.from_numpy(self.users[index]),
-                "history": torch.from_numpy(np.ascontiguousarray(self.history[index, :width])),
-                "history_domain": torch.from_numpy(np.ascontiguousarray(self.history_domain[index, :width])),
-                "history_len": torch.from_numpy(lengths)}
+        return _query_batch(self, np.asarray(index, dtype=np.int64))
 
 
 @dataclass(frozen=True)

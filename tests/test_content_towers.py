@@ -159,6 +159,24 @@ def test_finetune_freezing_everything_but_the_adaptor(model, hand_facts):
     assert trainable == ["content_adaptor.linear.weight", "content_adaptor.linear.bias"]
 
 
+def test_adaptor_only_fine_tuning_without_shared_users(hand_facts):
+    """No target user has source data: freezing a sequence model's history encoder is accepted (it holds
+    no per-user vectors), freezing MF's user vectors is refused (they would stay random)."""
+    facts = hand_facts(3, 4)
+    facts.shared_users["s"] = 0
+
+    def make(model: str, domain: str, n: int):
+        return FACTORIES[model](3, {domain: n}, embedding_dim=8, items=catalog(), item_tower="text", **SMALL[model])
+
+    seq = FineTune(make("sasrec", "t", 4), "t", ["s"], source_model=make("sasrec", "s", 5), freeze=["user_encoder"],
+                   loss=BPRLoss(), facts=facts)
+    assert [n for n, p in seq.model.named_parameters() if p.requires_grad] == ["content_adaptor.linear.weight",
+                                                                                 "content_adaptor.linear.bias"]
+    with pytest.raises(ValueError, match="shares 0 users"):
+        FineTune(make("mf", "t", 4), "t", ["s"], source_model=make("mf", "s", 5), freeze=["user_encoder"],
+                 loss=BPRLoss(), facts=facts)
+
+
 def test_a_checkpoint_round_trips_without_the_features():
     m = build("mf", "id_text")
     fresh = build("mf", "id_text")

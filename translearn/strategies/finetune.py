@@ -52,9 +52,10 @@ class FineTune(TransferStrategy):
             raise ValueError(f"strategy.l2sp must be >= 0 and strategy.transferred_lr_scale > 0, "
                              f"got {l2sp} and {transferred_lr_scale}")
         frozen_users = [n for n in freeze if n == "user_encoder" or n.startswith("user_encoder.")]
-        if frozen_users:
-            # Model fixing of the user side: refused when no target user has source data (their frozen
-            # vectors would be the source model's untouched random initialisation).
+        if frozen_users and not getattr(model, "needs_history", 0):
+            # Model fixing of per-user vectors: refused when no target user has source data (their frozen
+            # vectors would be the source model's untouched random initialisation). A sequence model's
+            # user_encoder reads histories, holds no per-user vector and transfers to unseen users.
             facts = require_facts(facts, "FineTune with a frozen user_encoder",
                                   "it refuses when no target user has source data")
             if not any(facts.shared_users.get(s, 0) for s in source_domains):

@@ -6,6 +6,7 @@ usable without Hydra (see docs/python_api.md).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from translearn.models.factory import accepts, call_factory
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
-from translearn.strategies.base import TransferStrategy
+from translearn.strategies.base import TransferStrategy, source_tower_missing
 from translearn.strategies.bridge import check_bridge
+
+log = logging.getLogger(__name__)
 
 
 def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
@@ -43,7 +46,45 @@ def _instantiate(node: Any, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"config key {key!r} ({node.get('_target_', '?')}): {cause}", config_key=key) from cause
 
 
-def build_data(data_cfg: DictConfig, cache_dir: str | Path | None) -> PreparedData:
+def evaluated_sources(cfg: DictConfig) -> list[str]:
+    """The source domains ``evaluation.domains`` asks to evaluate besides the target: ``source`` names every
+    source of ``data.source_domains``, and a domain's own name names it; ``target`` is always evaluated."""
+    asked = OmegaConf.select(cfg, "evaluation.domains")
+    if asked is None:
+        return []
+    if isinstance(asked, str) or not OmegaConf.is_list(asked):
+        raise ConfigError(f"config key 'evaluation.domains': expected a list such as [target, source], got {asked!r}",
+                          config_key="evaluation.domains")
+    sources = [str(s) for s in cfg.data.source_domains or []]
+    if any(str(name) != "target" and str(name) != cfg.data.target_domain for name in asked) and \
+            "Sampled" in str(OmegaConf.select(cfg, "data.protocol._target_")):
+        raise ConfigError("config key 'evaluation.domains': sources are ranked against all of their items, but the "
+                          "primary protocol is sampled (data/protocol=sampled); use data/protocol=full_ranking with "
+                          "evaluation.sampled_negatives for sampled target numbers", config_key="evaluation.domains")
+    out: list[str] = []
+    for name in map(str, asked):
+        if name == "target" or name == cfg.data.target_domain:
+            continue
+        picked = sources if name == "source" else [name]
+        if name not in ("source", *sources):
+            raise ConfigError(f"config key 'evaluation.domains': {name!r} is neither target, source nor a source "
+                              f"domain of data.source_domains ({', '.join(sources) or 'none'})",
+                              config_key="evaluation.domains")
+        out += [d for d in picked if d not in out]
+    clash = [d for d in out if d in ("target", "sampled")]
+    if clash:
+        raise ConfigError(f"config key 'evaluation.domains': a source named {clash[0]!r} would log keys that read "
+                          f"as the target's (val/{clash[0]}/...); rename the domain", config_key="evaluation.domains")
+    return out
+
+
+def build_run_data(cfg: DictConfig) -> PreparedData:
+    """The data of a run: ``cfg.data``, with the sources ``evaluation.domains`` evaluates held out."""
+    return build_data(cfg.data, cfg.paths.cache_dir, evaluated_sources(cfg))
+
+
+def build_data(data_cfg: DictConfig, cache_dir: str | Path | None,
+               held_out_sources: list[str] | None = None) -> PreparedData:
     """Load, preprocess and split (or read the cache) as ``data_cfg`` says."""
     source = _instantiate(data_cfg.dataset, "data.dataset")
     preprocess = {name: _instantiate(step, f"data.preprocess.{name}")
@@ -57,6 +98,7 @@ def build_data(data_cfg: DictConfig, cache_dir: str | Path | None) -> PreparedDa
         protocol=_instantiate(data_cfg.protocol, "data.protocol"),
         seed=int(data_cfg.seed),
         cache_dir=cache_dir,
+        held_out_sources=held_out_sources or (),
     )
 
 
@@ -141,6 +183,13 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
                           f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
     facts = DataFacts.of(prepared)
+    eval_domains = []
+    for domain in evaluated_sources(cfg):
+        why = source_tower_missing(model, domain)
+        if why:  # one line, and the run goes on (a sweep over strategies mixes both kinds)
+            log.warning("evaluation.domains: %s does not evaluate source %r: %s", cls.__name__, domain, why)
+        else:
+            eval_domains.append(domain)
     # no shared users: refused unless the model bridges the domains (before a source stage is trained for nothing)
     check_bridge(cls.__name__, cls.user_bridge, facts, str(cfg.model.get("item_tower", "id")),
                  bool(model.needs_history))
@@ -163,6 +212,7 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         metrics=list(cfg.evaluation.metrics),
         repeats=str(cfg.evaluation.get("repeats", "mask")),  # a run saved before the option: the default
         facts=facts,
+        **({"eval_domains": eval_domains} if eval_domains else {}),
         **extra,
     )
     try:
@@ -190,7 +240,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
             raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
-                                 seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled)
+                                 seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,
+                                 eval_domains=strategy.eval_domains)
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

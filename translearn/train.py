@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from translearn.build import build_data, build_datamodule, build_model, build_strategy, build_trainer
+from translearn.build import build_datamodule, build_model, build_run_data, build_strategy, build_trainer
 from translearn.cache import atomic_write_json
 from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
@@ -92,7 +92,7 @@ def train(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    prepared = build_run_data(cfg)
     log.info("data %s: %s", prepared.key[:12], prepared.stats())
     for line in prepared.report:  # what preprocessing removed and why (the same lines translearn-data prints)
         log.info("preprocessing: %s", line)

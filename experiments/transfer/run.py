@@ -32,6 +32,7 @@ RATING = ["data=ml100k_genres", "data.split=cold_start", "model=mf", "model.bias
           "++strategy.stage.max_epochs=50"]
 RATING_ROWS = ["target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 
+SASREC_TEXT = ["model=sasrec", "model.item_tower=text"]
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
     "popularity": ("popularity", [], {}),
@@ -56,9 +57,23 @@ ROWS = {
     "SASRec joint, interleaved Arts+Office history": ("joint", ["model=sasrec", "model.history_scope=all"], {}),
     "SASRec fine-tuning": ("finetune", ["model=sasrec"], {}),
     "SASRec, Office history, batch 2048": ("target_only", ["model=sasrec", "data.sequence_batch_size=2048"], {}),
+    # content transfer (issue 9): the pretrained text encoder's item vectors through a trained adaptor
+    "SASRec text": ("target_only", [*SASREC_TEXT], {}),
+    "SASRec text joint": ("joint", [*SASREC_TEXT], {}),
+    "SASRec text fine-tuning": ("finetune", [*SASREC_TEXT], {}),
+    "SASRec text zero-shot (pretrained on Arts)": ("finetune", [*SASREC_TEXT, "trainer.max_epochs=0"], {}),
+    "SASRec text, fine-tune the adaptor only": ("finetune", [*SASREC_TEXT, "strategy.freeze=[user_encoder]"], {}),
+    "MF": ("target_only", [], {}),
+    "MF text": ("target_only", ["model.item_tower=text"], {}),
+    "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.item_tower=text",
+                                                             "strategy.freeze=[content_adaptor]"], {}),
+    "MF text fine-tuning": ("finetune", ["model.item_tower=text"], {}),
 }
 SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
                  "SASRec joint", "SASRec joint, interleaved Arts+Office history", "SASRec fine-tuning"]
+TEXT_DISJOINT_ROWS = ["SASRec text", "SASRec text zero-shot (pretrained on Arts)",
+                      "SASRec text, fine-tune the adaptor only", "SASRec text fine-tuning", "MF", "MF text",
+                      "MF text fine-tuning, adaptor kept fixed", "MF text fine-tuning"]
 TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)
@@ -67,6 +82,11 @@ PLANS = {
                     [r for r in ROWS if r not in ("mapping (EMCDR)", *TEACHER_ROWS, *SEQUENCE_ROWS)], {}),
     # the data preset alone (experiment=arts_office would set model=mf): trainer and stopping defaults
     "arts_office_sequences": (["data=arts_office"], [*SEQUENCE_ROWS, "SASRec, Office history, batch 2048"], {}),
+    # no shared users (issue 9 section 4): half the users train on Arts, the other half on Office
+    "arts_office_disjoint": (["data=arts_office", "data/split=disjoint_users"],
+                             ["popularity", "SASRec, Office history", *TEXT_DISJOINT_ROWS], {}),
+    # shared users: does the text bridge add to the id transfer of arts_office_sequences?
+    "arts_office_text": (["data=arts_office"], ["SASRec text", "SASRec text joint", "SASRec text fine-tuning"], {}),
     "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"],
                              [r for r in ROWS if r not in ("mapping (EMCDR)", *SEQUENCE_ROWS)], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],

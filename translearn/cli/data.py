@@ -40,10 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the manifest (stats + report) as JSON")
     args = parser.parse_args(argv)
 
-    from translearn.build import build_data
+    from translearn.build import build_run_data
 
     cfg = compose(args.overrides, output_dir=tempfile.gettempdir())
-    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    prepared = build_run_data(cfg)
     if args.json:
         print(json.dumps(prepared.manifest(), indent=2))
         return 0

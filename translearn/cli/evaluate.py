@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     args = parser.parse_args(argv)
 
-    from translearn.build import build_data, build_datamodule, build_model, build_strategy
+    from translearn.build import build_datamodule, build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
     from translearn.report import format_metrics
 
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ckpt = pick_checkpoint(args.run, args.checkpoint)
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
-    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     load_checked(ckpt, strategy)
     datamodule = build_datamodule(cfg, prepared, strategy)

@@ -80,13 +80,13 @@ def _vectors(args: argparse.Namespace) -> tuple:
     from translearn.outputs.features import MANIFEST, read_features
 
     if (args.run / MANIFEST).is_file():
-        from translearn.build import build_data
+        from translearn.build import build_run_data
         from translearn.cli.evaluate import load_run_config
         from translearn.outputs.run import OutputError
 
         manifest, domain, vectors, ids = read_features(args.run, args.domain)
         cfg = load_run_config(Path(manifest["run"]), args.overrides)
-        prepared = build_data(cfg.data, cfg.paths.cache_dir)
+        prepared = build_run_data(cfg)
         if args.domain is None and domain != prepared.target:
             raise OutputError(f"--domain: {args.run} has no vectors of the target {prepared.target!r}")
         expected = prepared.data.domain(domain).item_ids.astype(str)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytorch_lightning as pl
@@ -29,6 +30,7 @@ from translearn.data.prepared import PreparedData
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import Interactions
 from translearn.data.sequence_data import HistorySpec, QueryEvalRows, SequenceTrainData, StreamBatchSampler
+from translearn.data.splits import TEST
 
 
 def _identity(batch: dict) -> dict:
@@ -229,12 +231,20 @@ class EpochSampler(DistributedSampler):
         torch.manual_seed(epoch_seed(self.seed, self.rank, epoch, 1))
 
 
+def domain_view(prepared: PreparedData, domain: str) -> PreparedData:
+    """``prepared`` seen with ``domain`` as the evaluated domain (the others as sources), full ranking;
+    the arrays are shared, not copied."""
+    others = tuple(d for d in prepared.domains if d != domain)
+    return replace(prepared, target=domain, sources=others, eval_negatives={})
+
+
 class CrossDomainDataModule(pl.LightningDataModule):
     """Training batches over ``train_domains`` (the largest is the anchor) and target evaluation rows."""
 
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
                  num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0,
-                 history: HistorySpec | None = None, sampled: PreparedData | None = None) -> None:
+                 history: HistorySpec | None = None, sampled: PreparedData | None = None,
+                 eval_domains: Sequence[str] = ()) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -250,6 +260,12 @@ class CrossDomainDataModule(pl.LightningDataModule):
         # a second protocol (translearn.data.extra_protocol.sampled_view): its val/test rows are the second
         # dataloader of each stage, logged as <stage>/target/sampled/<metric>
         self.sampled = sampled
+        # source domains evaluated after the target (full ranking over their items), one dataloader each
+        self.eval_domains = list(eval_domains)
+        for d in self.eval_domains:
+            if d not in prepared.sources or not (prepared.role_of(d) == TEST).any():
+                raise ValueError(f"eval_domains: {d!r} is not a source with held-out rows (prepare(..., "
+                                 "held_out_sources=[...]) holds them out)")
 
     def train_dataloader(self) -> DataLoader:
         if self.history is not None:
@@ -268,9 +284,11 @@ class CrossDomainDataModule(pl.LightningDataModule):
         return DataLoader(data, batch_sampler=sampler, collate_fn=_identity)
 
     def _eval(self, role: str) -> DataLoader | list[DataLoader]:
-        if self.sampled is None:
-            return self._eval_rows(self.prepared, role)
-        return [self._eval_rows(self.prepared, role), self._eval_rows(self.sampled, role)]
+        """The target's rows (primary protocol, then the sampled one if any), then each evaluated source's."""
+        views = [self.prepared, *([self.sampled] if self.sampled is not None else []),
+                 *(domain_view(self.prepared, d) for d in self.eval_domains)]
+        loaders = [self._eval_rows(view, role) for view in views]
+        return loaders[0] if len(loaders) == 1 else loaders
 
     def _eval_rows(self, prepared: PreparedData, role: str) -> DataLoader:
         data = EvalRows(prepared, role) if self.history is None else QueryEvalRows(prepared, role, self.history)

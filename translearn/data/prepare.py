@@ -53,15 +53,28 @@ def _check_roles(data: CrossDomainData, target: str, sources: Sequence[str]) -> 
 def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
             preprocess: Mapping[str, Any] | Sequence[Any] | None = None, split: Any = None,
             protocol: FullRanking | SampledNegatives | None = None, seed: int = 0,
-            cache_dir: str | Path | None = None) -> PreparedData:
-    """Build (or read from ``cache_dir``) the prepared data for one target and its source domains."""
+            cache_dir: str | Path | None = None, held_out_sources: Sequence[str] = ()) -> PreparedData:
+    """Build (or read from ``cache_dir``) the prepared data for one target and its source domains.
+
+    held_out_sources: source domains that also get valid/test rows, for evaluating them
+                      (``evaluation.domains``): leave-one-out over each user's rows of that source, with the
+                      split's tie rule, after the split. It removes those rows from the source's training
+                      data, so it is off unless asked for, and part of the cache key when on.
+    """
     split = split if split is not None else LeaveOneOut()
     protocol = protocol if protocol is not None else FullRanking()
     steps = _steps(preprocess)
     sources = tuple(sources)
-    key = content_key({"version": FORMAT_VERSION, "data": source.fingerprint(), "target": target,
-                       "sources": list(sources), "preprocess": steps, "split": split,
-                       "protocol": protocol, "seed": seed})
+    held_out_sources = tuple(dict.fromkeys(held_out_sources))
+    unknown = [d for d in held_out_sources if d not in sources]
+    if unknown:
+        raise ConfigError(f"evaluation.domains: {', '.join(map(repr, unknown))} is not a source domain of this "
+                          f"run (data.source_domains: {', '.join(sources) or 'none'})", config_key="evaluation.domains")
+    parts = {"version": FORMAT_VERSION, "data": source.fingerprint(), "target": target, "sources": list(sources),
+             "preprocess": steps, "split": split, "protocol": protocol, "seed": seed}
+    if held_out_sources:  # absent when off, so every earlier cache key stays valid
+        parts["held_out_sources"] = list(held_out_sources)
+    key = content_key(parts)
     entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
     with entry_lock(entry):  # parallel jobs: one builds, the others wait and read
         if entry is not None:
@@ -69,7 +82,7 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
             if cached is not None:
                 log.info("prepared data read from cache %s", entry)
                 return cached
-        prepared = _build(source, target, sources, steps, split, protocol, seed, key)
+        prepared = _build(source, target, sources, steps, split, protocol, seed, key, held_out_sources)
         if entry is not None:
             write_entry(entry, prepared.save)
             log.info("prepared data cached in %s", entry)
@@ -77,7 +90,7 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
 
 
 def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: list[Any], split: Any,
-           protocol: Any, seed: int, key: str) -> PreparedData:
+           protocol: Any, seed: int, key: str, held_out_sources: tuple[str, ...] = ()) -> PreparedData:
     data = source.load()
     _check_roles(data, target, sources)
     loaded = StepReport("load")
@@ -100,6 +113,10 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     result = split_roles(split(data, target, sources, seed), data, target,
                          getattr(split, "drop_reason", "rows the split removed"))
     data, roles, split_report = _apply_split(data, result, f"split({type(split).__name__})")
+    for name in held_out_sources:
+        roles[name] = _source_holdout(data, name, roles[name], getattr(split, "ties", "file_order"), seed)
+        split_report.notes.append(f"{name}: leave-one-out valid/test rows held out of its training data for "
+                                  "evaluating it (evaluation.domains)")
     counts = {name: int((roles[target] == r).sum()) for name, r in (("train", TRAIN), ("valid", VALID),
                                                                     ("test", TEST))}
     split_report.notes.append(f"{target}: " + ", ".join(f"{k} {v:,}" for k, v in counts.items()))
@@ -145,6 +162,17 @@ def _apply_split(data: CrossDomainData, result: SplitRoles,
         roles[name] = r[keep]
     report.notes.extend(result.notes)
     return data.replace_domains(domains), roles, report
+
+
+def _source_holdout(data: CrossDomainData, name: str, roles: np.ndarray, ties: str, seed: int) -> np.ndarray:
+    """int8 [N_name]: leave-one-out roles among the TRAIN rows of source ``name`` (other roles kept)."""
+    if (roles != TRAIN).any():
+        raise SplitError(f"evaluation.domains: the split already holds out rows of {name!r}; it cannot be "
+                         "held out again for source evaluation")
+    out = LeaveOneOut(ties)(data, name, (), seed).astype(np.int8)
+    if not (out == TEST).any():
+        raise SplitError(f"evaluation.domains: no user has 2+ rows in source {name!r}, so it has no test rows")
+    return out
 
 
 def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:

@@ -29,13 +29,13 @@ NO_USERS = "a pretrained item encoder has no user vectors (train a run to get th
 def encoder_features(cfg: DictConfig, kind: str = "text", domains: list[str] | None = None
                      ) -> tuple[Any, dict[str, np.ndarray], dict[str, Any]]:
     """(prepared data, {domain: float32 [num_items, F]}, a description of the encoder) for ``cfg``'s data."""
-    from translearn.build import build_data
+    from translearn.build import build_run_data
     from translearn.content import text as text_encoders
     from translearn.content.catalog import ItemCatalog
 
     if kind not in KINDS:
         raise OutputError(f"--encoder: expected one of {', '.join(KINDS)}, got {kind!r}")
-    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    prepared = build_run_data(cfg)
     catalog = ItemCatalog.of(prepared, cfg.paths.cache_dir)
     unknown = [d for d in domains or () if d not in prepared.domains]
     if unknown:

@@ -60,7 +60,7 @@ class LoadedRun:
 
 def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = ()) -> LoadedRun:
     """Rebuild the run in folder ``run`` and load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path)."""
-    from translearn.build import build_data, build_model, build_strategy
+    from translearn.build import build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
     from translearn.cli.evaluate import load_run_config, pick_checkpoint
 
@@ -69,7 +69,7 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
     ckpt = pick_checkpoint(run, checkpoint)
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
-    prepared = build_data(cfg.data, cfg.paths.cache_dir)
+    prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     load_checked(ckpt, strategy)
     strategy.eval()

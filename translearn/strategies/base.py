@@ -3,7 +3,9 @@
 The base owns the optimiser, evaluation and logging. A strategy implements ``compute_loss(batch)``
 returning ``{"loss": ..., "loss_t": ..., ...}``; every entry is logged as ``train/<name>``.
 Evaluation ranks the target domain's held-out items (full ranking or sampled candidates, as the data
-module provides) and logs ``val/target/<metric>`` and ``test/target/<metric>``.
+module provides) and logs ``val/target/<metric>`` and ``test/target/<metric>``; the source domains of
+``eval_domains`` are ranked too (full ranking over their items), as ``val/<domain>/<metric>`` and
+``test/<domain>/<metric>``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,17 @@ STAGES = ("val", "test")
 # second dataloader of a stage and logs ``<stage>/target/sampled/<metric>``
 METRIC_SETS = {"val": "val/target", "test": "test/target",
                "val_sampled": "val/target/sampled", "test_sampled": "test/target/sampled"}
-REPEATS = ("mask", "keep")  # what full ranking does with a held-out item that is also a known item
+REPEATS = ("mask", "keep")
+
+
+def source_tower_missing(model: Recommender, domain: str) -> str | None:
+    """Why ``model`` cannot rank the items of ``domain`` for its users, or None when it can (an item tower for
+    the domain and, for a model that reads histories, the domain's items in its token table)."""
+    if domain not in getattr(model, "item_encoders", {}):
+        return f"the model has no item tower for {domain!r} (it has {', '.join(model.domains)})"
+    if getattr(model, "needs_history", 0) and domain not in getattr(model, "history_domains", ()):
+        return f"the model's histories hold no {domain!r} items (it reads {', '.join(model.history_domains)})"
+    return None  # what full ranking does with a held-out item that is also a known item
 
 
 class TransferStrategy(pl.LightningModule):
@@ -51,6 +63,8 @@ class TransferStrategy(pl.LightningModule):
                     ``mask`` (default) masks it with the rest of the known items, so it ranks last among
                     the candidates (after every unmasked item: a miss at any k below the candidate count,
                     0 for AUC); ``keep`` unmasks it, so it is the only known item among the candidates
+    eval_domains:   source domains also evaluated (their held-out rows, ``PreparedData.domain_roles``),
+                    after the target's loaders, one dataloader each (``CrossDomainDataModule(eval_domains=)``)
     """
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
@@ -66,7 +80,7 @@ class TransferStrategy(pl.LightningModule):
                  optimizer: OptimizerFactory | None = None, scheduler: Callable | None = None,
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"),
-                 repeats: str = "mask", facts: DataFacts | None = None) -> None:
+                 repeats: str = "mask", facts: DataFacts | None = None, eval_domains: Sequence[str] = ()) -> None:
         if repeats not in REPEATS:
             raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         if self.refuses_sequences and getattr(model, "needs_history", 0):
@@ -98,8 +112,18 @@ class TransferStrategy(pl.LightningModule):
         self._train_rows = 0
         self._test_users: list[Tensor] = []
         self.per_user_test: tuple | None = None  # after a test epoch: (users [U], {metric: [U]})
+        self.eval_domains = list(eval_domains)
+        for domain in self.eval_domains:
+            why = source_tower_missing(model, domain) if domain in self.source_domains else "it is not a source"
+            if why:
+                raise ValueError(f"eval_domains: cannot evaluate domain {domain!r}: {why}")
+        # metric set -> (key prefix, domain); source sets are named by position (a module name has no ".")
+        self.metric_sets = {name: (prefix, target_domain) for name, prefix in METRIC_SETS.items()}
+        for i, domain in enumerate(self.eval_domains):
+            for stage in STAGES:
+                self.metric_sets[f"{stage}_source{i}"] = (f"{stage}/{domain}", domain)
         self.eval_metrics = nn.ModuleDict({name: nn.ModuleDict(self._metric_set(ks, metrics))
-                                           for name in METRIC_SETS})
+                                           for name in self.metric_sets})
 
     def _metric_set(self, ks: Sequence[int], names: Sequence[str]) -> dict:
         out = ranking_metrics(ks, names)
@@ -249,8 +273,16 @@ class TransferStrategy(pl.LightningModule):
     # ---- evaluation -----------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
-        """Score the batch's candidates and update the stage's metrics."""
-        self.rank_into(self.batch_scores(batch), batch, self.eval_metrics[stage])
+        """Score the batch's candidates and update the metric set ``stage`` (e.g. ``val``, ``test_sampled``,
+        ``test_source0``)."""
+        domain = self.metric_sets[stage][1]
+        if domain == self.target_domain:
+            self.rank_into(self.batch_scores(batch), batch, self.eval_metrics[stage])
+        else:  # a source domain: the model's own tower, full ranking
+            n_items = self.model.item_encoder(domain).num
+            buffer = self._eval_buffer("scores", (len(batch["users"]) * n_items,), batch["users"].device)
+            scores = self.model.score_all(domain, batch, out=buffer)
+            self.rank_into(scores, batch, self.eval_metrics[stage], domain=domain)
         if stage == "test":
             self._test_users.append(batch["users"].detach().cpu())
 
@@ -262,8 +294,10 @@ class TransferStrategy(pl.LightningModule):
         n_items = self.model.item_encoder(self.target_domain).num
         return self.score_all(batch, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
 
-    def rank_into(self, scores: Tensor, batch: dict[str, Tensor], metrics: nn.ModuleDict) -> None:
-        """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``."""
+    def rank_into(self, scores: Tensor, batch: dict[str, Tensor], metrics: nn.ModuleDict,
+                  domain: str | None = None) -> None:
+        """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``
+        (``domain``: the evaluated domain, default the target)."""
         targets = batch["targets"]
         if "candidates" in batch:
             target_items = batch["candidates"][:, :1]
@@ -285,7 +319,9 @@ class TransferStrategy(pl.LightningModule):
         for name, metric in metrics.items():
             if name in ("mae", "rmse"):
                 mask = (target_items >= 0) & ~torch.isnan(batch["ratings"])
-                pred = self.score_candidates(batch, target_items.clamp(min=0))
+                items = target_items.clamp(min=0)
+                pred = self.score_candidates(batch, items) if domain in (None, self.target_domain) \
+                    else self.model.score(domain, batch, items)
                 metric.update(pred[mask], batch["ratings"][mask])
             else:
                 metric.update(ranked)
@@ -302,27 +338,33 @@ class TransferStrategy(pl.LightningModule):
         return buf[:numel].view(shape)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_batch(batch, "val" if dataloader_idx == 0 else "val_sampled")
+        self.evaluate_batch(batch, self._loader_sets("val")[dataloader_idx])
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_batch(batch, "test" if dataloader_idx == 0 else "test_sampled")
+        self.evaluate_batch(batch, self._loader_sets("test")[dataloader_idx])
+
+    def _loader_sets(self, stage: str) -> list[str]:
+        """The metric set of each of the stage's dataloaders, in the data module's order: the primary
+        protocol, the sampled one (``evaluation.sampled_negatives``) if there, then each ``eval_domains``."""
+        if self._trainer is None:  # evaluated by hand, outside a trainer: the primary protocol
+            return [stage]
+        loaders = len(self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches)
+        sampled = loaders - 1 - len(self.eval_domains)
+        if sampled not in (0, 1):
+            raise RuntimeError(f"{stage}: {loaders} dataloaders, but the strategy expects 1 (+1 sampled) + "
+                               f"{len(self.eval_domains)} (eval_domains {self.eval_domains})")
+        return [stage, *([f"{stage}_sampled"] if sampled else []),
+                *(f"{stage}_source{i}" for i in range(len(self.eval_domains)))]
 
     def _log_stage(self, stage: str) -> None:
+        """Log every metric set the stage's dataloaders filled (the same sets on every rank)."""
         self._scratch.clear()
-        self._log_metric_set(stage)
-        self._log_sampled(stage)
-
-    def _log_sampled(self, stage: str) -> None:
-        """Log the second protocol's metrics when the stage had a second dataloader (the same on every rank)."""
-        if self._trainer is None:  # evaluated by hand, outside a trainer: one protocol
-            return
-        batches = self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches
-        if len(batches) > 1:
-            self._log_metric_set(f"{stage}_sampled")
+        for name in self._loader_sets(stage):
+            self._log_metric_set(name)
 
     def _log_metric_set(self, name: str) -> None:
         for metric_name, metric in self.eval_metrics[name].items():
-            self.log(f"{METRIC_SETS[name]}/{metric_name}", metric.compute(), sync_dist=True,
+            self.log(f"{self.metric_sets[name][0]}/{metric_name}", metric.compute(), sync_dist=True,
                      add_dataloader_idx=False)
             metric.reset()
 

@@ -108,5 +108,6 @@ class Fusion(TransferStrategy):
         for metrics in self.grid_metrics:
             for metric in metrics.values():
                 metric.reset()
-        self._log_sampled("val")  # the second protocol at the weight chosen by the previous validation
+        for name in self._loader_sets("val")[1:]:  # the sampled protocol, at the weight chosen by the previous
+            self._log_metric_set(name)            # validation, and the model's own source rankings
         self._scratch.clear()

@@ -143,15 +143,19 @@ def test_ddp_on_two_cpu_processes_matches_single_process_evaluation(strategy, tm
     if strategy == "sasrec":  # a sequence model: per-rank sequence batches and history queries
         strategy, stage = "joint", ["model=sasrec", "model.embedding_dim=16", "model.inner_size=32",
                                     "data.dataset.sequential=0.9"]
-    done = _run([str(BIN / "translearn-train"), *run_overrides, f"strategy={strategy}", *stage, "trainer=ddp",
-                 "trainer.devices=2", f"hydra.run.dir={run_dir}"], tmp_path)
+    sources = [] if strategy == "fusion" else ["evaluation.domains=[target,source]"]  # joint ranks the source too
+    done = _run([str(BIN / "translearn-train"), *run_overrides, f"strategy={strategy}", *stage, *sources,
+                 "trainer=ddp", "trainer.devices=2", f"hydra.run.dir={run_dir}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     saved = json.loads((run_dir / "metrics.json").read_text())
     single = _run([str(BIN / "translearn-eval"), str(run_dir), "--out", str(tmp_path / "e.json")], tmp_path)
     assert single.returncode == 0, single.stderr[-3000:]
     again = json.loads((tmp_path / "e.json").read_text())
     # Each held-out row is evaluated once across the two ranks, so the reduced metrics are exact.
-    for key in ("val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@20", "test/target/auc"):
+    keys = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@20", "test/target/auc"]
+    if sources:
+        keys += ["val/source/ndcg@10", "test/source/ndcg@10"]
+    for key in keys:
         assert again[key] == pytest.approx(saved[key], abs=1e-6), key
 
 

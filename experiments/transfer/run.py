@@ -19,6 +19,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from translearn.cache import entry_lock
+
 ROOT = Path(__file__).resolve().parents[2]
 TRAIN = str(Path(sys.executable).parent / "translearn-train")
 METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
@@ -108,12 +110,14 @@ def selection(plan: str) -> tuple[str, list[str], bool]:
 
 
 def run(overrides: list[str], folder: Path) -> dict:
-    """One training run (skipped when ``folder/metrics.json`` exists); returns its metrics."""
+    """One training run (skipped when ``folder/metrics.json`` exists); returns its metrics. Locked per folder,
+    so two drivers over the same plan (e.g. one with ``--reverse-seeds``) never run the same job twice."""
     done = folder / "metrics.json"
-    if not done.is_file():
-        cmd = [TRAIN, *overrides, f"hydra.run.dir={folder}"]
-        print("$ translearn-train " + " ".join(overrides), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with entry_lock(folder):
+        if not done.is_file():
+            cmd = [TRAIN, *overrides, f"hydra.run.dir={folder}"]
+            print("$ translearn-train " + " ".join(overrides), flush=True)
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return json.loads(done.read_text())
 
 
@@ -122,7 +126,7 @@ def _folder(knob: str, value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{knob.removeprefix('strategy.')}-{value}")
 
 
-def run_row(plan: str, label: str, base: list[str], out: Path, n_seeds: int = 3) -> dict:
+def run_row(plan: str, label: str, base: list[str], out: Path, n_seeds: int = 3, reverse: bool = False) -> dict:
     strategy, fixed, grid = ROWS[label]
     select, metrics, lower = selection(plan)
     grid = PLANS[plan][2].get(label, grid)
@@ -138,7 +142,9 @@ def run_row(plan: str, label: str, base: list[str], out: Path, n_seeds: int = 3)
         best = (min if lower else max)(values, key=lambda v: tuning[v])
         choice = [f"{knob}={best}"]
     folder = out / plan / slug / (_folder(*choice[0].split("=", 1)) if choice else "default")
-    seeds = [run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in range(n_seeds)]
+    order = range(n_seeds)[::-1] if reverse else range(n_seeds)
+    by_seed = {s: run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in order}
+    seeds = [by_seed[s] for s in range(n_seeds)]
     row = {"row": label, "seeds": n_seeds,
            "command": "translearn-train " + " ".join([*common, *choice, "seed=" + ",".join(map(str, range(n_seeds)))]),
            "tuned": {"knob": choice, f"{select}_seed0": tuning} if grid else None}
@@ -166,11 +172,13 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", help="only these row labels (to split a plan between processes)")
     parser.add_argument("--seeds", type=int, default=3, choices=(1, 2, 3),
                         help="seeds per row (1 or 2 for a first look when time is short; the tables use 3)")
+    parser.add_argument("--reverse-seeds", action="store_true",
+                        help="run each row's seeds last first (a second driver beside a first one)")
     args = parser.parse_args()
     for plan in args.plans:
         base, labels, _ = PLANS[plan]
         labels = [label for label in labels if not args.rows or label in args.rows]
-        rows = [run_row(plan, label, base, args.out, args.seeds) for label in labels]
+        rows = [run_row(plan, label, base, args.out, args.seeds, args.reverse_seeds) for label in labels]
         md = table(rows, selection(plan)[1])
         if not args.rows and args.seeds == 3:  # a partial run does not overwrite the plan's table
             (args.out / f"{plan}.md").write_text(md + "\n")

@@ -80,7 +80,7 @@ def test_the_stage_stops_early_and_keeps_its_best_epoch():
 
     source = SyntheticSource(num_users=200, num_items=(60, 40), interactions_per_user=(12.0, 6.0), seed=2)
     prepared = prepare(source, "target", ["source"], {"dedup": Deduplicate()})
-    spec = StageSpec(domains="all", max_epochs=60, patience=2, batch_size=64, seed=1)
+    spec = StageSpec(domains="all", max_epochs=60, patience=2, min_steps=0, batch_size=64, seed=1)
     model = matrix_factorization(prepared.num_users, {d: prepared.num_items(d) for d in prepared.domains}, 32)
     optimizer = functools.partial(torch.optim.Adam, lr=0.05)  # large: it overfits within a few epochs
     result = train_stage(model, prepared, spec, optimizer, BPRLoss())

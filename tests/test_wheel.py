@@ -98,7 +98,7 @@ def test_the_wheel_takes_a_relative_config_dir(wheel_env):
     _, config_dir = documented_user_conf(wheel_env["user"])
     job = yaml.safe_load(_run(wheel_env, [*config_dir, "--cfg", "job"]).stdout)
     assert job["data"]["name"] == "small_synthetic" and job["strategy"]["lam"] == 0.3 and job["seed"] == 1
-    assert job["data"]["dataset"]["num_users"] == 300 and job["trainer"]["max_epochs"] == 30  # no experiment
+    assert job["data"]["dataset"]["num_users"] == 300 and job["trainer"]["max_epochs"] == 200  # no experiment
 
 
 def test_the_checkout_composes_the_same_user_config_dir(tmp_path):

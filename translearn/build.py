@@ -24,6 +24,7 @@ from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
+from translearn.data.protocols import SampledNegatives
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
@@ -56,11 +57,6 @@ def evaluated_sources(cfg: DictConfig) -> list[str]:
         raise ConfigError(f"config key 'evaluation.domains': expected a list such as [target, source], got {asked!r}",
                           config_key="evaluation.domains")
     sources = [str(s) for s in cfg.data.source_domains or []]
-    if any(str(name) != "target" and str(name) != cfg.data.target_domain for name in asked) and \
-            "Sampled" in str(OmegaConf.select(cfg, "data.protocol._target_")):
-        raise ConfigError("config key 'evaluation.domains': sources are ranked against all of their items, but the "
-                          "primary protocol is sampled (data/protocol=sampled); use data/protocol=full_ranking with "
-                          "evaluation.sampled_negatives for sampled target numbers", config_key="evaluation.domains")
     out: list[str] = []
     for name in map(str, asked):
         if name == "target" or name == cfg.data.target_domain:
@@ -71,11 +67,27 @@ def evaluated_sources(cfg: DictConfig) -> list[str]:
                               f"domain of data.source_domains ({', '.join(sources) or 'none'})",
                               config_key="evaluation.domains")
         out += [d for d in picked if d not in out]
+    if out and _sampled_protocol(cfg):
+        raise ConfigError("config key 'evaluation.domains': sources are ranked against all of their items, but the "
+                          "primary protocol is sampled (data/protocol=sampled); use data/protocol=full_ranking with "
+                          "evaluation.sampled_negatives for sampled target numbers", config_key="evaluation.domains")
     clash = [d for d in out if d in ("target", "sampled")]
     if clash:
         raise ConfigError(f"config key 'evaluation.domains': a source named {clash[0]!r} would log keys that read "
                           f"as the target's (val/{clash[0]}/...); rename the domain", config_key="evaluation.domains")
     return out
+
+
+def _sampled_protocol(cfg: DictConfig) -> bool:
+    """Whether ``data.protocol`` builds a :class:`SampledNegatives` protocol (read from its ``_target_``)."""
+    target = OmegaConf.select(cfg, "data.protocol._target_")
+    if not target:
+        return False
+    try:
+        cls = get_class(str(target))
+    except Exception:  # an unknown class fails later with the instantiation error that names it
+        return False
+    return isinstance(cls, type) and issubclass(cls, SampledNegatives)
 
 
 def build_run_data(cfg: DictConfig) -> PreparedData:

@@ -1,4 +1,6 @@
-"""``RunCheckpoint``: Lightning's ``ModelCheckpoint`` that keeps model selection exact across a resume.
+"""Lightning callbacks with translearn's semantics: ``RunCheckpoint`` and ``EarlyStopping``.
+
+``RunCheckpoint`` is Lightning's ``ModelCheckpoint`` that keeps model selection exact across a resume.
 
 A resumed run writes into a new run folder. Lightning then forgets the resumed run's best score (it
 only restores it when the checkpoint folder is the same), so the first epoch after the resume becomes
@@ -13,7 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import EarlyStopping as LightningEarlyStopping
 from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
 from translearn.cache import atomic_write_file
 
@@ -56,3 +61,34 @@ class RunCheckpoint(ModelCheckpoint):
             "kth_best_model_path": moved.get(state_dict.get("kth_best_model_path", ""), ""),
             "last_model_path": "",  # the other folder's files are never removed from here
         })
+
+
+class EarlyStopping(LightningEarlyStopping):
+    """Lightning's ``EarlyStopping`` (same arguments) that may end a run only after ``min_steps`` optimiser steps.
+
+    Patience counts validation checks, i.e. epochs. On a sparse target an epoch is a handful of steps, and
+    a model still at its initial loss looks converged after ``patience`` epochs; the floor keeps such a run
+    training. Improvements are tracked before the floor as well, so once the floor is passed the run stops
+    at the first check that has waited ``patience`` checks since the best one. A non-finite metric or a
+    ``stopping_threshold``/``divergence_threshold`` still stops at once. ``min_steps`` counts
+    ``trainer.global_step`` (the same on every DDP rank).
+    """
+
+    def __init__(self, *args: Any, min_steps: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if min_steps < 0:
+            raise ValueError(f"callbacks.early_stopping.min_steps must be >= 0, got {min_steps}")
+        self.min_steps = int(min_steps)
+        self._global_step = 0
+
+    def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        self._global_step = trainer.global_step
+        super()._run_early_stopping_check(trainer)
+
+    def _evaluate_stopping_criteria(self, current: torch.Tensor) -> tuple[bool, str | None]:
+        should_stop, reason = super()._evaluate_stopping_criteria(current)
+        if self.stopping_reason == EarlyStoppingReason.PATIENCE_EXHAUSTED and self._global_step < self.min_steps:
+            self.stopping_reason = EarlyStoppingReason.NOT_STOPPED
+            return False, (f"{self.monitor} has not improved for {self.wait_count} checks, but the run has made "
+                           f"{self._global_step} of at least {self.min_steps} steps (min_steps): it goes on")
+        return should_stop, reason

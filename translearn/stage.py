@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from translearn.cache import content_key, entry_lock, read_entry, write_entry
+from translearn.callbacks import EarlyStopping
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
@@ -55,6 +56,8 @@ class StageSpec:
     max_epochs:      at most this many passes over the largest stage domain's training rows
     patience:        epochs without a better validation NDCG@10 before the stage stops (the best epoch's
                      weights are kept); None trains ``max_epochs`` on all rows, without a validation slice
+    min_steps:       optimiser steps before early stopping may end the stage (experiments/README.md, the
+                     defaults study: sparse domains have few steps per epoch)
     validate:        the domain whose slice validates the stage; None: the target under ``all`` (the
                      teacher's job is to score target items), the first source under ``sources``
     batch_size:      training rows (labelled positions for sequence models) per step; None: 2048 for id
@@ -65,8 +68,9 @@ class StageSpec:
     """
 
     domains: str = "sources"
-    max_epochs: int = 20
-    patience: int | None = 5
+    max_epochs: int = 200
+    patience: int | None = 20
+    min_steps: int = 1000
     validate: str | None = None
     batch_size: int | None = None
     eval_batch_size: int = 512
@@ -82,6 +86,8 @@ class StageSpec:
             raise ValueError(f"strategy.stage.lam must be a finite number >= 0, got {self.lam}")
         if self.max_epochs < 1:
             raise ValueError(f"strategy.stage.max_epochs must be >= 1, got {self.max_epochs}")
+        if self.min_steps < 0:
+            raise ValueError(f"strategy.stage.min_steps must be >= 0, got {self.min_steps}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"strategy.stage.patience must be >= 1 or null, got {self.patience}")
         for name in ("batch_size", "eval_batch_size"):
@@ -235,8 +241,8 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     best = KeepBest()
     callbacks: list[pl.Callback] = [best]
     if validated:
-        callbacks.append(pl.callbacks.EarlyStopping(MONITOR, patience=spec.patience, mode="max",
-                                                    check_on_train_epoch_end=False))
+        callbacks.append(EarlyStopping(MONITOR, patience=spec.patience, mode="max", min_steps=spec.min_steps,
+                                       check_on_train_epoch_end=False))
     settings = {k: v for k, v in (trainer or {}).items() if k in TRAINER_KEYS and v is not None}
     runner = pl.Trainer(max_epochs=spec.max_epochs, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,

@@ -94,20 +94,18 @@ def read_curve(folder: Path) -> Curve:
 
 
 def replay(curve: Curve, max_epochs: int, patience: int, min_steps: int) -> tuple[int, int]:
-    """(epochs run, selected epoch index) under Lightning's EarlyStopping + min_epochs semantics.
+    """(epochs run, selected epoch index) under ``translearn.callbacks.EarlyStopping``'s rule.
 
-    The step floor becomes ``min_epochs = ceil(min_steps / steps per epoch)``; a run may stop only at
-    an epoch end once that many epochs are done and ``patience`` checks passed without improvement.
+    A run stops at the first epoch end where ``patience`` checks have passed without improvement and the
+    global step has reached ``min_steps``, or at ``max_epochs``.
     """
-    per_epoch = curve.steps[0]
-    min_epochs = math.ceil(min_steps / per_epoch) if min_steps else 0
     best, best_epoch, wait = -math.inf, 0, 0
     for epoch, value in enumerate(curve.val[:max_epochs]):
         if value > best:
             best, best_epoch, wait = value, epoch, 0
         else:
             wait += 1
-        if wait >= patience and epoch + 1 >= min_epochs:
+        if wait >= patience and curve.steps[epoch] >= min_steps:
             return epoch + 1, best_epoch
     return min(max_epochs, len(curve.val)), best_epoch
 

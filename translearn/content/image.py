@@ -41,7 +41,7 @@ CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 # The Lite0 weights are converted from TensorFlow, which trained on (pixel - 127) / 128: measured on three
 # natural photos (docs/models.md), this gives the right ImageNet class where the usual ImageNet mean/std is
-# less sure or wrong; tests/test_content_image.py checks one of them.
+# less sure or wrong; tests/test_image_backbones.py checks one of them.
 LITE_MEAN, LITE_STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
 # PyPI's torchvision wheels are linked against CUDA torch: beside a CPU torch they fail to import, and then
 # so does torchmetrics (which imports torchvision when it is installed), i.e. all of translearn.

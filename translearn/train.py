@@ -85,6 +85,20 @@ def _best_epoch(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
+def check_selection(checkpoint: ModelCheckpoint, val: dict) -> None:
+    """Warn when the best checkpoint, validated again after reloading, does not give the score it was
+    selected with: then the model scored differently during training than it does now (e.g. a stale
+    cached table), and the epoch was picked on wrong numbers."""
+    recorded, key = checkpoint.best_model_score, checkpoint.monitor
+    if recorded is None or key not in val:
+        return
+    recorded, again = float(recorded), float(val[key])
+    if abs(again - recorded) > 1e-6 + 1e-4 * abs(recorded):
+        log.warning("model selection: the best checkpoint scored %s = %.6f when it was selected but %.6f when "
+                    "validated again after reloading; the validation during training did not see the model "
+                    "as saved, so the selected epoch may be wrong", key, recorded, again)
+
+
 def train(cfg: DictConfig) -> dict:
     """Run one training job and return the summary written to ``metrics.json``."""
     start = time.time()
@@ -116,6 +130,8 @@ def train(cfg: DictConfig) -> dict:
     # one dict per dataloader (two with evaluation.sampled_negatives); the keys never collide
     val = {k: v for d in trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
            for k, v in d.items()}
+    if best:
+        check_selection(checkpoint, val)
     if untrained:  # so that translearn-eval, -features and -recommend read the evaluated model
         best = str(Path(checkpoint.dirpath if checkpoint is not None else run_dir / "checkpoints") / "untrained.ckpt")
         trainer.save_checkpoint(best)

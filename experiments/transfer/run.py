@@ -70,12 +70,15 @@ ROWS = {
     "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.item_tower=text",
                                                              "strategy.freeze=[content_adaptor]"], {}),
     "MF text fine-tuning": ("finetune", ["model.item_tower=text"], {}),
+    "MF id+text": ("target_only", ["model.item_tower=id_text"], {}),
+    "MF id+text fine-tuning": ("finetune", ["model.item_tower=id_text"], {}),
 }
 SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
                  "SASRec joint", "SASRec joint, interleaved Arts+Office history", "SASRec fine-tuning"]
 TEXT_DISJOINT_ROWS = ["SASRec text", "SASRec text zero-shot (pretrained on Arts)",
                       "SASRec text, fine-tune the adaptor only", "SASRec text fine-tuning", "MF", "MF text",
-                      "MF text fine-tuning, adaptor kept fixed", "MF text fine-tuning"]
+                      "MF text fine-tuning, adaptor kept fixed", "MF text fine-tuning", "MF id+text",
+                      "MF id+text fine-tuning"]
 TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)

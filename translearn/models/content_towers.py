@@ -13,9 +13,9 @@ adaptor and the gate are held in plain lists, not registered here: the recommend
 (``content_adaptor``, ``content_mix``), so they appear once in ``state_dict`` and are the same objects for
 every domain.
 
-The full table (``all()``, ``.weight``) is computed once and reused while its inputs are unchanged
-(parameters not updated, same grad mode and device): a training step reads it for the input lookups and
-for the output scores from one computation, and evaluation computes it once for all batches.
+The full table (``all()``, ``.weight``) is computed once and reused while its inputs are unchanged (no
+optimiser step since, parameters not written, same grad mode and device): a training step reads it for the
+input lookups and for the output scores from one computation, and evaluation computes it once for all batches.
 """
 
 from __future__ import annotations
@@ -25,16 +25,29 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from translearn.models.content import mix
+
+_OPTIMISER_STEPS = [0]  # every optimiser step of this process, counted by the hook below
+
+
+def _count_optimiser_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    _OPTIMISER_STEPS[0] += 1
+
+
+# Any optimiser's step invalidates every cached table. The version counter alone is not enough: a fused
+# Adam step (torch.optim.Adam(fused=True), our default) updates parameters without bumping it.
+register_optimizer_step_post_hook(_count_optimiser_step)
 
 
 class TableCache:
     """Holds one computed tensor while the tensors it is computed from are unchanged.
 
-    The key is each input's storage and version counter (an optimiser step or ``load_state_dict`` bumps
-    it), its ``requires_grad``, and the grad, inference and autocast modes. A cached value that carries a
-    graph is dropped once a backward pass has gone through it, so a second step never reuses a freed graph.
+    The key is the number of optimiser steps taken in this process (a global step hook counts them), each
+    input's storage and version counter (``load_state_dict`` and other in-place writes bump it), its
+    ``requires_grad``, and the grad, inference and autocast modes. A cached value that carries a graph is
+    dropped once a backward pass has gone through it, so a second step never reuses a freed graph.
     """
 
     def __init__(self) -> None:
@@ -45,8 +58,8 @@ class TableCache:
         self._key, self._value = None, None
 
     def get(self, inputs: list[Tensor], compute: Callable[[], Tensor]) -> Tensor:
-        key = (tuple((t.data_ptr(), t._version, t.requires_grad) for t in inputs), torch.is_grad_enabled(),
-               torch.is_inference_mode_enabled(), torch.is_autocast_enabled())
+        key = (_OPTIMISER_STEPS[0], tuple((t.data_ptr(), t._version, t.requires_grad) for t in inputs),
+               torch.is_grad_enabled(), torch.is_inference_mode_enabled(), torch.is_autocast_enabled())
         if self._value is not None and self._key == key:
             return self._value
         value = compute()

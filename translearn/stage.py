@@ -42,8 +42,9 @@ from translearn.strategies.base import TransferStrategy
 
 log = logging.getLogger(__name__)
 # 2: the largest domain sets the epoch of multi-domain stages; 3: Lightning trainer, early stopping on a
-# validation slice of the stage's own training rows, best epoch's weights
-STAGE_VERSION = 3
+# validation slice of the stage's own training rows, best epoch's weights; 4: content towers (MF/NCF text,
+# id_text, image) are validated on their current item table (a fused Adam step left a stale one cached)
+STAGE_VERSION = 4
 MONITOR = "val/target/ndcg@10"
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "num_nodes")  # taken from the main run
 

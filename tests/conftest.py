@@ -128,3 +128,11 @@ def hand_facts():
                          {d: False for d in domains})
 
     return make
+
+
+@pytest.fixture(scope="session")
+def lite0():
+    """(backbone, identity) of the packaged EfficientNet-Lite0 image encoder, loaded once per test process."""
+    from translearn.content import image
+
+    return image.load_image_backbone()

@@ -303,12 +303,16 @@ def test_train_runs_with_the_packaged_text_encoder(tmp_path, overrides):
     assert list((tmp_path / "cache" / "features").iterdir())  # the MiniLM features went to the cache
 
 
-@pytest.fixture
-def stub_encoder(monkeypatch):
-    """Runs that read item text through the bag-of-words stand-in (no sentence-transformers model)."""
+def use_stub_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs read item text through the bag-of-words stand-in (no sentence-transformers model)."""
     import translearn.build as build_module
 
     monkeypatch.setattr(build_module, "build_catalog", lambda cfg, prepared: ItemCatalog.of(prepared, None, words))
+
+
+@pytest.fixture
+def stub_encoder(monkeypatch):
+    use_stub_encoder(monkeypatch)
 
 
 STRATEGIES = [

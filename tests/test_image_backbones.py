@@ -1,6 +1,6 @@
 """The image encoder: the EfficientNet-Lite0 module and its packaged ImageNet weights, library backbones from
 local weights files only, and encoding item images (missing and unreadable files). Images are generated here,
-a handful at 64-96 px; ``picture`` and the ``lite0`` fixture are shared with test_image_data.py."""
+a handful at 64-96 px; ``picture`` is shared with test_image_data.py (``lite0`` is in conftest.py)."""
 
 from __future__ import annotations
 
@@ -35,12 +35,6 @@ def picture(path: Path, seed: int, size: int = 64) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     PIL.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)).save(path)
     return path
-
-
-@pytest.fixture(scope="module")
-def lite0():
-    backbone, identity = images.load_image_backbone()
-    return backbone, identity
 
 
 # ---- the network and its weights ---------------------------------------------------------------

@@ -19,12 +19,6 @@ from translearn.data.sources import TabularSource
 from translearn.errors import UserError
 
 
-@pytest.fixture(scope="module")
-def lite0():
-    """The packaged EfficientNet-Lite0 backbone and its identity, loaded once for this module."""
-    return images.load_image_backbone()
-
-
 # ---- image paths in the data -------------------------------------------------------------------------
 def _shop(tmp_path: Path) -> tuple[Path, Path]:
     """Interactions of two domains (item ids are integers) and an image folder for some of their items."""

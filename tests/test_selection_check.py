@@ -8,17 +8,15 @@ from __future__ import annotations
 import csv
 import json
 import logging
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_content_towers import catalog, words
+from test_content_towers import catalog, use_stub_encoder
 
 from translearn.cli.config import compose
 from translearn.cli.evaluate import main as evaluate_main
-from translearn.content.catalog import ItemCatalog
 from translearn.losses import BPRLoss
 from translearn.models import matrix_factorization
 from translearn.train import check_selection, train
@@ -53,15 +51,9 @@ def test_a_selection_score_that_does_not_come_back_is_a_warning(caplog):
     assert "scored val/target/ndcg@10 = 0.050000 when it was selected but 0.018800" in caplog.text
 
 
-@pytest.fixture
-def stub_encoder(monkeypatch):
-    import translearn.build as build_module
-
-    monkeypatch.setattr(build_module, "build_catalog", lambda cfg, prepared: ItemCatalog.of(prepared, None, words))
-
-
 @pytest.mark.parametrize("tower", ["text", "id_text"])
-def test_a_content_mf_run_validates_the_model_it_saves(tmp_path, stub_encoder, caplog, tower):
+def test_a_content_mf_run_validates_the_model_it_saves(tmp_path, monkeypatch, caplog, tower):
+    use_stub_encoder(monkeypatch)
     out = tmp_path / "run"
     overrides = ["data.dataset.num_users=160", "data.dataset.num_items=[50,40]", "data.batch_size=64",
                  "trainer.max_epochs=4", "optimizer.lr=0.01", f"model.item_tower={tower}", "strategy=target_only",
@@ -77,5 +69,5 @@ def test_a_content_mf_run_validates_the_model_it_saves(tmp_path, stub_encoder, c
     (out / ".hydra").mkdir()
     OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
     assert evaluate_main([str(out), "--checkpoint", "last", "--split", "valid", "--out", str(tmp_path / "e.json")]) == 0
-    again = json.loads(Path(tmp_path / "e.json").read_text())
+    again = json.loads((tmp_path / "e.json").read_text())
     assert again["val/target/ndcg@10"] == pytest.approx(logged[max(logged)], abs=1e-6)

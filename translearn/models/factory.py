@@ -37,15 +37,16 @@ def matrix_factorization(num_users: int, num_items: Mapping[str, int], embedding
                          init_std: float = 0.01, bias: bool = False, items: Any = None, item_tower: str = "id",
                          adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
                          text_template: str = "{text}", id_text_mix: str = "sum",
-                         image_backbone: str = "efficientnet_lite0", image_weights: str | None = None) -> Recommender:
+                         image_backbone: str = "efficientnet_lite0", image_weights: str | None = None,
+                         feature_norm: str = "none") -> Recommender:
     """MF: id embeddings for users (shared by all domains), item towers per domain, dot-product scores.
 
     ``bias=True`` adds a user and an item bias (``score = u . v + b_u + b_i``), the usual form for rating
     prediction (with ratings centred on the training mean, see ``NormaliseRatings(method="center")``); it
-    needs the id item tower. The content keys (``item_tower`` ... ``image_weights``) are ``ContentSpec``'s.
+    needs the id item tower. The content keys (``item_tower`` ... ``feature_norm``) are ``ContentSpec``'s.
     """
     spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights)
+                       image_backbone, image_weights, feature_norm)
     if bias:
         if spec.uses_content:
             raise ConfigError(f"model.bias=true works with model.item_tower=id only, got "
@@ -65,10 +66,10 @@ def neural_cf(num_users: int, num_items: Mapping[str, int], embedding_dim: int =
               init_std: float = 0.01, items: Any = None, item_tower: str = "id", adaptor: str = "linear",
               adaptor_experts: int = 8, text_encoder: str | None = None, text_template: str = "{text}",
               id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
-              image_weights: str | None = None) -> Recommender:
+              image_weights: str | None = None, feature_norm: str = "none") -> Recommender:
     """NCF / NeuMF: id user embeddings, item towers per domain, an MLP head over the concatenated vectors."""
     spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights)
+                       image_backbone, image_weights, feature_norm)
     users = IdEmbedding(num_users, embedding_dim, init_std)
     towers, shared, gate = item_towers(spec, items, num_items, embedding_dim, init_std)
     return Recommender(users, towers, MLPHead(embedding_dim, hidden_dims, dropout, gmf), shared, gate)

@@ -152,7 +152,7 @@ def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64
            history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
            adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
            text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
-           image_weights: str | None = None) -> SequenceRecommender:
+           image_weights: str | None = None, feature_norm: str = "none") -> SequenceRecommender:
     """SASRec over the domains' items (``num_users`` is unused: users are their histories).
 
     Defaults follow RecBole's published SASRec defaults (hidden 64, 2 layers, 2 heads, inner 256,
@@ -170,7 +170,7 @@ def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64
                              num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
 
     spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights)
+                       image_backbone, image_weights, feature_norm)
     return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
                         spec, items, embedding_dim)
 
@@ -181,7 +181,7 @@ def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 6
             history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
             adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
             text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
-            image_weights: str | None = None) -> SequenceRecommender:
+            image_weights: str | None = None, feature_norm: str = "none") -> SequenceRecommender:
     """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``.
     ``history_scope``, ``own_view`` and the content keys as for ``sasrec``."""
     _check_scope(history_scope)
@@ -193,7 +193,7 @@ def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 6
                               num_domains=len(domains) if history_scope == "all" else 1)
 
     spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights)
+                       image_backbone, image_weights, feature_norm)
     return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
                         spec, items, embedding_dim)
 

@@ -65,6 +65,9 @@ ROWS = {
     "SASRec text fine-tuning": ("finetune", [*SASREC_TEXT], {}),
     "SASRec text zero-shot (pretrained on Arts)": ("finetune", [*SASREC_TEXT, "trainer.max_epochs=0"], {}),
     "SASRec text, fine-tune the adaptor only": ("finetune", [*SASREC_TEXT, "strategy.freeze=[user_encoder]"], {}),
+    "SASRec id+text": ("target_only", ["model=sasrec", "model.item_tower=id_text"], {}),
+    "SASRec id+text joint": ("joint", ["model=sasrec", "model.item_tower=id_text"], {}),
+    "SASRec id+text fine-tuning": ("finetune", ["model=sasrec", "model.item_tower=id_text"], {}),
     "MF": ("target_only", [], {}),
     "MF text": ("target_only", ["model.item_tower=text"], {}),
     "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.item_tower=text",
@@ -78,7 +81,7 @@ SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, i
 TEXT_DISJOINT_ROWS = ["SASRec text", "SASRec text zero-shot (pretrained on Arts)",
                       "SASRec text, fine-tune the adaptor only", "SASRec text fine-tuning", "MF", "MF text",
                       "MF text fine-tuning, adaptor kept fixed", "MF text fine-tuning", "MF id+text",
-                      "MF id+text fine-tuning"]
+                      "MF id+text fine-tuning", "SASRec id+text", "SASRec id+text fine-tuning"]
 TEACHER_ROWS = ["distillation (teacher lam=1/16)", "fusion (teacher lam=1/16)"]
 COLD_ROWS = ["popularity", "target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 # plan -> (base overrides, rows, smaller knob grids for that plan)
@@ -91,7 +94,8 @@ PLANS = {
     "arts_office_disjoint": (["data=arts_office", "data/split=disjoint_users"],
                              ["popularity", "SASRec, Office history", *TEXT_DISJOINT_ROWS], {}),
     # shared users: does the text bridge add to the id transfer of arts_office_sequences?
-    "arts_office_text": (["data=arts_office"], ["SASRec text", "SASRec text joint", "SASRec text fine-tuning"], {}),
+    "arts_office_text": (["data=arts_office"], ["SASRec text", "SASRec text joint", "SASRec text fine-tuning",
+                                                "SASRec id+text", "SASRec id+text joint"], {}),
     "ml100k_genres_sparse": (["experiment=ml100k_genres_sparse"],
                              [r for r in ROWS if r not in ("mapping (EMCDR)", *SEQUENCE_ROWS)], {}),
     "cloth_sport_sparse": (["experiment=cloth_sport_sparse"],

@@ -35,6 +35,7 @@ RATING = ["data=ml100k_genres", "data.split=cold_start", "model=mf", "model.bias
 RATING_ROWS = ["target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 
 SASREC_TEXT = ["model=sasrec", "model.item_tower=text"]
+SASREC_ID_TEXT = ["model=sasrec", "model.item_tower=id_text"]
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
     "popularity": ("popularity", [], {}),
@@ -65,9 +66,9 @@ ROWS = {
     "SASRec text fine-tuning": ("finetune", [*SASREC_TEXT], {}),
     "SASRec text zero-shot (pretrained on Arts)": ("finetune", [*SASREC_TEXT, "trainer.max_epochs=0"], {}),
     "SASRec text, fine-tune the adaptor only": ("finetune", [*SASREC_TEXT, "strategy.freeze=[user_encoder]"], {}),
-    "SASRec id+text": ("target_only", ["model=sasrec", "model.item_tower=id_text"], {}),
-    "SASRec id+text joint": ("joint", ["model=sasrec", "model.item_tower=id_text"], {}),
-    "SASRec id+text fine-tuning": ("finetune", ["model=sasrec", "model.item_tower=id_text"], {}),
+    "SASRec id+text": ("target_only", [*SASREC_ID_TEXT], {}),
+    "SASRec id+text joint": ("joint", [*SASREC_ID_TEXT], {}),
+    "SASRec id+text fine-tuning": ("finetune", [*SASREC_ID_TEXT], {}),
     "MF": ("target_only", [], {}),
     "MF text": ("target_only", ["model.item_tower=text"], {}),
     "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.item_tower=text",

@@ -34,6 +34,12 @@ RATING = ["data=ml100k_genres", "data.split=cold_start", "model=mf", "model.bias
           "++strategy.stage.max_epochs=50"]
 RATING_ROWS = ["target_only", "joint", "fine-tuning", "model fixing (frozen users)", "mapping (EMCDR)"]
 
+# The bare training budget before section 10 of experiments/README.md (sections 5 and 8 were measured with it):
+# 30 epochs, patience 10, no step floor; source stage 20 epochs, patience 5, no floor. ``--budget old`` adds it.
+OLD_BUDGET = ["trainer.max_epochs=30", "callbacks.early_stopping.patience=10", "callbacks.early_stopping.min_steps=0",
+              "strategy.stage.max_epochs=20", "strategy.stage.patience=5", "strategy.stage.min_steps=0"]
+BUDGETS = {"default": [], "old": OLD_BUDGET}
+
 SASREC_TEXT = ["model=sasrec", "model.item_tower=text"]
 SASREC_ID_TEXT = ["model=sasrec", "model.item_tower=id_text"]
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
@@ -134,22 +140,27 @@ def _folder(knob: str, value: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{knob.removeprefix('strategy.')}-{value}")
 
 
-def run_row(plan: str, label: str, base: list[str], out: Path, n_seeds: int = 3, reverse: bool = False) -> dict:
+def run_row(plan: str, label: str, base: list[str], out: Path, n_seeds: int = 3, reverse: bool = False,
+            budget: str = "default") -> dict:
+    """One row: seed 0 over the knob grid, then the chosen value at every seed. ``budget='old'`` trains with
+    ``OLD_BUDGET`` and keeps its runs in folders of their own (``<knob or default>-old-budget``)."""
     strategy, fixed, grid = ROWS[label]
     select, metrics, lower = selection(plan)
     grid = PLANS[plan][2].get(label, grid)
     slug = re.sub(r"[^a-z0-9]+", "_", label.lower()).strip("_")
-    common = [*base, f"strategy={strategy}", *fixed]
+    common = [*base, f"strategy={strategy}", *fixed, *BUDGETS[budget]]
+    suffix = "" if budget == "default" else f"-{budget}-budget"
     choice: list[str] = []
     tuning = {}
     if grid:
         (knob, values), = grid.items()
         for value in values:
-            result = run([*common, f"{knob}={value}", "seed=0"], out / plan / slug / _folder(knob, value) / "seed0")
+            seed0 = out / plan / slug / (_folder(knob, value) + suffix) / "seed0"
+            result = run([*common, f"{knob}={value}", "seed=0"], seed0)
             tuning[value] = result[select]
         best = (min if lower else max)(values, key=lambda v: tuning[v])
         choice = [f"{knob}={best}"]
-    folder = out / plan / slug / (_folder(*choice[0].split("=", 1)) if choice else "default")
+    folder = out / plan / slug / ((_folder(*choice[0].split("=", 1)) if choice else "default") + suffix)
     order = range(n_seeds)[::-1] if reverse else range(n_seeds)
     by_seed = {s: run([*common, *choice, f"seed={s}"], folder / f"seed{s}") for s in order}
     seeds = [by_seed[s] for s in range(n_seeds)]
@@ -182,13 +193,17 @@ def main() -> None:
                         help="seeds per row (1 or 2 for a first look when time is short; the tables use 3)")
     parser.add_argument("--reverse-seeds", action="store_true",
                         help="run each row's seeds last first (a second driver beside a first one)")
+    parser.add_argument("--budget", choices=list(BUDGETS), default="default",
+                        help="old: the bare budget before the defaults study (30 epochs, patience 10; stage 20, "
+                             "patience 5), with which sections 5 and 8 were measured")
     args = parser.parse_args()
     for plan in args.plans:
         base, labels, _ = PLANS[plan]
         labels = [label for label in labels if not args.rows or label in args.rows]
-        rows = [run_row(plan, label, base, args.out, args.seeds, args.reverse_seeds) for label in labels]
+        rows = [run_row(plan, label, base, args.out, args.seeds, args.reverse_seeds, args.budget) for label in labels]
         md = table(rows, selection(plan)[1])
-        if not args.rows and args.seeds == 3:  # a partial run does not overwrite the plan's table
+        # a partial run (or another budget) does not overwrite the plan's table
+        if not args.rows and args.seeds == 3 and args.budget == "default":
             (args.out / f"{plan}.md").write_text(md + "\n")
             (args.out / f"{plan}.json").write_text(json.dumps(rows, indent=2) + "\n")
         print(f"\n## {plan}\n{md}\n", flush=True)

@@ -136,3 +136,55 @@ def lite0():
     from translearn.content import image
 
     return image.load_image_backbone()
+
+
+# ---------------------------------------------------------------- console scripts, in this process
+
+
+class CliResult:
+    """What a console script did when run in-process: the ``subprocess.CompletedProcess`` fields tests read."""
+
+    def __init__(self, args: list[str], returncode: int, stdout: str, stderr: str) -> None:
+        self.args, self.returncode, self.stdout, self.stderr = args, returncode, stdout, stderr
+
+
+@pytest.fixture
+def run_cli(monkeypatch, capfd):
+    """Factory: ``run_cli(prog, args, cwd=None)`` runs the console script ``prog`` (e.g. ``translearn-train``)
+    in this process, as its entry point would (``sys.argv``, exit status, stdout/stderr) -> ``CliResult``.
+
+    Seconds faster than a fresh interpreter per case; one real console-script start is kept in
+    ``test_cli.py``. ``HYDRA_FULL_ERROR`` is unset (the scripts set it for themselves; restored afterwards).
+    """
+    import importlib
+    from importlib.metadata import entry_points
+
+    from translearn.errors import FORCED_FULL_ERROR_ENV
+
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts") if ep.name.startswith("translearn")}
+
+    def run(prog: str, args: list[str], cwd: str | os.PathLike | None = None) -> CliResult:
+        module_name, func_name = scripts[prog].split(":")
+        module = importlib.import_module(module_name)
+        for name in ("HYDRA_FULL_ERROR", FORCED_FULL_ERROR_ENV):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        if cwd is not None:
+            monkeypatch.chdir(cwd)
+        for state in ("_jobs", "_failed"):  # translearn-train's per-process record of its jobs
+            if isinstance(getattr(module, state, None), list):
+                getattr(module, state).clear()
+        monkeypatch.setattr("sys.argv", [prog, *map(str, args)])
+        capfd.readouterr()
+        try:
+            code = getattr(module, func_name)()
+            code = 0 if code is None else int(code)
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
+        finally:
+            for name in ("HYDRA_FULL_ERROR", FORCED_FULL_ERROR_ENV):
+                os.environ.pop(name, None)
+        out, err = capfd.readouterr()
+        return CliResult([prog, *map(str, args)], code, out, err)
+
+    return run

@@ -32,7 +32,7 @@ def _mf() -> torch.nn.Module:
 def _evaluate(repeats: str, batch: dict) -> dict[str, float]:
     strategy = TargetOnly(_mf(), "t", ks=(1, 3), metrics=METRICS, repeats=repeats)
     strategy.evaluate_batch({k: v.clone() for k, v in batch.items()}, "test")
-    return {name: m.compute().item() for name, m in strategy.eval_metrics["test"].items()}
+    return {name: m.compute().item() for name, m in strategy.evaluator.metrics("test").items()}
 
 
 # user 1 knows items 0 and 3 and holds out item 0 again (a repeat): candidates = items 0 (target), 1, 2

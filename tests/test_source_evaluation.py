@@ -54,14 +54,17 @@ def test_source_metrics_by_hand(tiny_data, static_source, hand_facts):
                      facts=hand_facts(prepared.num_users, 5), eval_domains=["s"])
     dm = CrossDomainDataModule(prepared, strategy.train_domains, eval_domains=strategy.eval_domains)
     target_loader, source_loader = dm.test_dataloader()
+    named = dm.eval_loaders  # the loaders by name, in the data module's order
+    assert [(loader.name, loader.domain, loader.protocol) for loader in named] == [("target", "t", "full"),
+                                                                                   ("s", "s", "full")]
     for batch in source_loader:
-        strategy.evaluate_batch(batch, "test_source0")
-    got = {name: m.compute().item() for name, m in strategy.eval_metrics["test_source0"].items()}
+        strategy.evaluate_batch(batch, "test", named[1])
+    got = {name: m.compute().item() for name, m in strategy.evaluator.metrics("test", "s").items()}
     # u1: a known (masked), test b ranks 1 of {b, c}; u4: b known, test c ranks 2 behind a
     assert got["hr@1"] == pytest.approx(0.5) and got["hr@2"] == pytest.approx(1.0)
     assert got["mrr@2"] == pytest.approx(0.75)
     assert got["ndcg@2"] == pytest.approx((1 + 1 / math.log2(3)) / 2)
-    assert strategy.metric_sets["test_source0"] == ("test/s", "s")
+    assert named[1].key("test", "ndcg@2") == "test/s/ndcg@2"
     # the joint model trains on the source's training rows only: no held-out source row is a training row
     rows = TrainBatches(prepared, ["t", "s"], 1, 0).rows["s"]
     test = prepared.held_out("test", "s")

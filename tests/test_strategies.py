@@ -84,7 +84,7 @@ def test_full_ranking_evaluation_masks_history_and_counts_exactly():
              "exclude_rows": torch.tensor([0]), "exclude_cols": torch.tensor([0]),
              "n_candidates": torch.tensor([2, 3])}
     strategy.evaluate_batch(batch, "val")
-    got = {name: m.compute().item() for name, m in strategy.eval_metrics["val"].items()}
+    got = {name: m.compute().item() for name, m in strategy.evaluator.metrics("val").items()}
     assert got["hr@1"] == 0.0 and got["hr@2"] == 1.0
     assert got["mrr@2"] == pytest.approx(0.5)
     assert got["ndcg@2"] == pytest.approx(1 / math.log2(3))
@@ -96,7 +96,7 @@ def test_a_held_out_repeat_of_a_history_item_is_not_masked_under_keep():
     batch = {"users": torch.tensor([1]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
              "exclude_cols": torch.tensor([0]), "n_candidates": torch.tensor([3])}
     strategy.evaluate_batch(batch, "test")
-    assert strategy.eval_metrics["test"]["hr@1"].compute().item() == 1.0
+    assert strategy.evaluator.metrics("test")["hr@1"].compute().item() == 1.0
 
 
 def _val_ndcg(strategy_cls: type, similarity: float, target_per_user: float, seed: int = 0) -> float:
@@ -144,7 +144,7 @@ def test_popularity_ranks_by_training_counts(hand_facts, tmp_path, run_overrides
     batch = {"users": torch.tensor([0]), "targets": torch.tensor([[0]]), "exclude_rows": torch.tensor([0]),
              "exclude_cols": torch.tensor([1]), "n_candidates": torch.tensor([2])}
     strategy.evaluate_batch(batch, "test")  # item 2 (count 3) outranks the target item 0 (count 2)
-    got = {k: m.compute().item() for k, m in strategy.eval_metrics["test"].items()}
+    got = {k: m.compute().item() for k, m in strategy.evaluator.metrics("test").items()}
     assert got == {"hr@1": 0.0, "hr@2": 1.0}
     from translearn.cli.config import compose
     from translearn.train import train

@@ -183,7 +183,7 @@ def test_fusion_picks_the_weight_on_validation_and_uses_it_for_test():
     assert strategy.weight.item() == 1.0 and logged["val/fusion/weight"] == 1.0
     assert logged["val/fusion/hr@1_w0"] == 0.0 and logged["val/fusion/hr@1_w1"] == 1.0
     strategy.evaluate_batch(batch, "test")
-    assert strategy.eval_metrics["test"]["hr@1"].compute().item() == 1.0
+    assert strategy.evaluator.metrics("test")["hr@1"].compute().item() == 1.0
 
 
 def test_mapping_loss_and_cold_users_use_the_mapped_vector(hand_facts):

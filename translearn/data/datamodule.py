@@ -31,6 +31,7 @@ from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import Interactions
 from translearn.data.sequence_data import HistorySpec, QueryEvalRows, SequenceTrainData, StreamBatchSampler
 from translearn.data.splits import TEST
+from translearn.evaluation.loaders import EvalLoader, eval_loaders
 
 
 def _identity(batch: dict) -> dict:
@@ -188,7 +189,7 @@ class EvalRows(Dataset):
         out["exclude_rows"], out["exclude_cols"] = torch.from_numpy(ex_rows), torch.from_numpy(ex_cols)
         # Candidates = items minus the distinct known items that are not themselves held out: a held-out
         # item that is also known (a repeat) stays a candidate, ranked by its score (evaluation.repeats=keep)
-        # or last (mask; see TransferStrategy.rank_into).
+        # or last (mask; see translearn.evaluation.Evaluator.rank_into).
         keys = users[rows] * self.num_items + items
         pos = np.minimum(np.searchsorted(self.history_keys, keys), max(len(self.history_keys) - 1, 0))
         repeat = np.bincount(rows[self.history_keys[pos] == keys], minlength=len(users)) if len(keys) else 0
@@ -257,10 +258,10 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_negatives, self.seed = num_negatives, seed
         self.history = history  # set for models that read histories (sequence models)
-        # a second protocol (translearn.data.extra_protocol.sampled_view): its val/test rows are the second
-        # dataloader of each stage, logged as <stage>/target/sampled/<metric>
+        # a second protocol (translearn.data.extra_protocol.sampled_view): its val/test rows are the loader
+        # "target/sampled" of each stage, logged as <stage>/target/sampled/<metric>
         self.sampled = sampled
-        # source domains evaluated after the target (full ranking over their items), one dataloader each
+        # source domains evaluated after the target (full ranking over their items), one named loader each
         self.eval_domains = list(eval_domains)
         for d in self.eval_domains:
             if d not in prepared.sources or not (prepared.role_of(d) == TEST).any():
@@ -283,8 +284,16 @@ class CrossDomainDataModule(pl.LightningDataModule):
         sampler = StreamBatchSampler(data, self.batch_size, self.seed, num_replicas=world, rank=rank)
         return DataLoader(data, batch_sampler=sampler, collate_fn=_identity)
 
+    @property
+    def eval_loaders(self) -> list[EvalLoader]:
+        """What each validation / test dataloader holds, by name, in their order (``translearn.evaluation``):
+        ``target`` (the primary protocol), ``target/sampled`` if there is a second protocol, each source."""
+        primary = "sampled" if self.prepared.eval_negatives else "full"
+        return eval_loaders(self.prepared.target, primary, self.sampled is not None, self.eval_domains)
+
     def _eval(self, role: str) -> DataLoader | list[DataLoader]:
-        """The target's rows (primary protocol, then the sampled one if any), then each evaluated source's."""
+        """The target's rows (primary protocol, then the sampled one if any), then each evaluated source's:
+        one dataloader per entry of ``eval_loaders``."""
         views = [self.prepared, *([self.sampled] if self.sampled is not None else []),
                  *(domain_view(self.prepared, d) for d in self.eval_domains)]
         loaders = [self._eval_rows(view, role) for view in views]

@@ -203,7 +203,7 @@ class QueryEvalRows(Dataset):
         key = users * self.num_items + targets
         pos = np.minimum(np.searchsorted(self.known_keys, key), max(len(self.known_keys) - 1, 0))
         repeat = self.known_keys[pos] == key if len(self.known_keys) else np.zeros(len(key), dtype=bool)
-        # The row's own target is masked only when it is also a known item (a repeat: rank_into then applies
+        # The row's own target is masked only when it is also a known item (a repeat: Evaluator.rank_into then applies
         # evaluation.repeats); it always counts as a candidate.
         drop = (cols == targets[rows]) & ~repeat[rows]
         rows, cols = rows[~drop], cols[~drop]

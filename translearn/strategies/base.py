@@ -1,11 +1,10 @@
 """``TransferStrategy``: the LightningModule every strategy extends (one level of inheritance).
 
-The base owns the optimiser, evaluation and logging. A strategy implements ``compute_loss(batch)``
-returning ``{"loss": ..., "loss_t": ..., ...}``; every entry is logged as ``train/<name>``.
-Evaluation ranks the target domain's held-out items (full ranking or sampled candidates, as the data
-module provides) and logs ``val/target/<metric>`` and ``test/target/<metric>``; the source domains of
-``eval_domains`` are ranked too (full ranking over their items), as ``val/<domain>/<metric>`` and
-``test/<domain>/<metric>``.
+The base owns the optimiser and logging. A strategy implements ``compute_loss(batch)`` returning
+``{"loss": ..., "loss_t": ..., ...}``; every entry is logged as ``train/<name>``. Evaluation is the
+``Evaluator``'s (``translearn.evaluation``, ``self.evaluator``): the validation and test steps hand each
+batch to it with the data module's named loader it came from, and the stage ends by logging its
+``val/target/<metric>``, ``test/target/sampled/<metric>``, ``test/<source>/<metric>`` keys.
 """
 
 from __future__ import annotations
@@ -20,30 +19,17 @@ from torch import Tensor, nn
 
 from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError, DivergedError
+from translearn.evaluation.device import move_batch
+from translearn.evaluation.engine import Evaluator
+from translearn.evaluation.loaders import EvalLoader, trainer_loaders
+from translearn.evaluation.scoring import source_tower_missing
 from translearn.losses import BPRLoss
-from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
-from translearn.metrics.per_user import gather_rows, per_user_means
 from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Query, Recommender
 from translearn.strategies.bridge import check_bridge, model_item_tower
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
-STAGES = ("val", "test")
-# metric sets: one per stage and protocol; the second protocol (``evaluation.sampled_negatives``) is the
-# second dataloader of a stage and logs ``<stage>/target/sampled/<metric>``
-METRIC_SETS = {"val": "val/target", "test": "test/target",
-               "val_sampled": "val/target/sampled", "test_sampled": "test/target/sampled"}
-REPEATS = ("mask", "keep")
-
-
-def source_tower_missing(model: Recommender, domain: str) -> str | None:
-    """Why ``model`` cannot rank the items of ``domain`` for its users, or None when it can (an item tower for
-    the domain and, for a model that reads histories, the domain's items in its token table)."""
-    if domain not in getattr(model, "item_encoders", {}):
-        return f"the model has no item tower for {domain!r} (it has {', '.join(model.domains)})"
-    if getattr(model, "needs_history", 0) and domain not in getattr(model, "history_domains", ()):
-        return f"the model's histories hold no {domain!r} items (it reads {', '.join(model.history_domains)})"
-    return None  # what full ranking does with a held-out item that is also a known item
+__all__ = ["TransferStrategy", "source_tower_missing"]
 
 
 class TransferStrategy(pl.LightningModule):
@@ -55,16 +41,13 @@ class TransferStrategy(pl.LightningModule):
     optimizer:      ``functools.partial`` of a torch optimiser, called with the parameter groups
     scheduler:      optional partial of a LR scheduler, called with the optimiser
     loss:           BPRLoss / BCELoss / SampledSoftmaxLoss (pos [B], neg [B, N]) or MSELoss (pred, rating)
-    ks, metrics:    cut-offs and metric names for evaluation (see ``translearn.metrics``)
     facts:          ``DataFacts.of(prepared)``: facts about the training data that some strategies need
                     (their constructors raise a TypeError without it); with it, a loss that needs ratings
                     is checked against the data when the strategy is built
-    repeats:        full ranking, a held-out item the user also has among the known (masked) items:
-                    ``mask`` (default) masks it with the rest of the known items, so it ranks last among
-                    the candidates (after every unmasked item: a miss at any k below the candidate count,
-                    0 for AUC); ``keep`` unmasks it, so it is the only known item among the candidates
+    ks, metrics, repeats: evaluation cut-offs, metric names and the rule for a held-out item that is also a
+                    known item (``translearn.evaluation.Evaluator``, ``self.evaluator``)
     eval_domains:   source domains also evaluated (their held-out rows, ``PreparedData.domain_roles``),
-                    after the target's loaders, one dataloader each (``CrossDomainDataModule(eval_domains=)``)
+                    one named loader each (``CrossDomainDataModule(eval_domains=)``)
     """
 
     uses_sources: ClassVar[bool] = False  # whether training batches include the source domains
@@ -81,8 +64,6 @@ class TransferStrategy(pl.LightningModule):
                  loss: nn.Module | None = None, ks: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"),
                  repeats: str = "mask", facts: DataFacts | None = None, eval_domains: Sequence[str] = ()) -> None:
-        if repeats not in REPEATS:
-            raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
         if self.refuses_sequences and getattr(model, "needs_history", 0):
             raise ConfigError(f"strategy {type(self).__name__} does not work with sequence models: "
                              f"{self.refuses_sequences}")
@@ -104,32 +85,17 @@ class TransferStrategy(pl.LightningModule):
             for domain in self.train_domains:
                 if not facts.has_ratings.get(domain, False):
                     raise self._no_ratings(domain)
-        self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
         self.repeats = repeats
-        self._scratch: dict[str, Tensor] = {}
-        self._needs_ties = "auc" in metrics
         self._train_sums: dict[str, Tensor] = {}
         self._train_rows = 0
-        self._test_users: list[Tensor] = []
         self.per_user_test: tuple | None = None  # after a test epoch: (users [U], {metric: [U]})
         self.eval_domains = list(eval_domains)
         for domain in self.eval_domains:
             why = source_tower_missing(model, domain) if domain in self.source_domains else "it is not a source"
             if why:
                 raise ValueError(f"eval_domains: cannot evaluate domain {domain!r}: {why}")
-        # metric set -> (key prefix, domain); source sets are named by position (a module name has no ".")
-        self.metric_sets = {name: (prefix, target_domain) for name, prefix in METRIC_SETS.items()}
-        for i, domain in enumerate(self.eval_domains):
-            for stage in STAGES:
-                self.metric_sets[f"{stage}_source{i}"] = (f"{stage}/{domain}", domain)
-        self.eval_metrics = nn.ModuleDict({name: nn.ModuleDict(self._metric_set(ks, metrics))
-                                           for name in self.metric_sets})
-
-    def _metric_set(self, ks: Sequence[int], names: Sequence[str]) -> dict:
-        out = ranking_metrics(ks, names)
-        if getattr(self.loss_fn, "needs_ratings", False):
-            out.update(rating_metrics())
-        return out
+        self.evaluator = Evaluator(target_domain, ks, metrics, repeats,
+                                   ratings=getattr(self.loss_fn, "needs_ratings", False), sources=self.eval_domains)
 
     # ---- what subclasses provide ----------------------------------------------------------------
     @property
@@ -248,7 +214,7 @@ class TransferStrategy(pl.LightningModule):
         """Batches are flat dicts of tensors (one level nested for training): move them directly,
         which is much cheaper per step than Lightning's generic collection walk."""
         def move(part: dict) -> dict:
-            return {k: v if v.device == device else v.to(device, non_blocking=True) for k, v in part.items()}
+            return move_batch(part, device)
 
         if isinstance(batch, dict) and all(isinstance(v, dict) for v in batch.values()):
             moved: dict[int, dict] = {}  # a part shared by several domains (one interleaved sequence batch) stays one
@@ -270,125 +236,37 @@ class TransferStrategy(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer),
                                                          "interval": "epoch"}}
 
-    # ---- evaluation -----------------------------------------------------------------------------
-    @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
-        """Score the batch's candidates and update the metric set ``stage`` (e.g. ``val``, ``test_sampled``,
-        ``test_source0``)."""
-        domain = self.metric_sets[stage][1]
-        if domain == self.target_domain:
-            self.rank_into(self.batch_scores(batch), batch, self.eval_metrics[stage])
-        else:  # a source domain: the model's own tower, full ranking
-            n_items = self.model.item_encoder(domain).num
-            buffer = self._eval_buffer("scores", (len(batch["users"]) * n_items,), batch["users"].device)
-            scores = self.model.score_all(domain, batch, out=buffer)
-            self.rank_into(scores, batch, self.eval_metrics[stage], domain=domain)
-        if stage == "test":
-            self._test_users.append(batch["users"].detach().cpu())
-
-    def batch_scores(self, batch: dict[str, Tensor]) -> Tensor:
-        """[B, C] sampled-candidate scores, or [B, I] full-ranking scores (in a reused buffer)."""
-        users = batch["users"]
-        if "candidates" in batch:
-            return self.score_candidates(batch, batch["candidates"])
-        n_items = self.model.item_encoder(self.target_domain).num
-        return self.score_all(batch, out=self._eval_buffer("scores", (len(users) * n_items,), users.device))
-
-    def rank_into(self, scores: Tensor, batch: dict[str, Tensor], metrics: nn.ModuleDict,
-                  domain: str | None = None) -> None:
-        """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``
-        (``domain``: the evaluated domain, default the target)."""
-        targets = batch["targets"]
-        if "candidates" in batch:
-            target_items = batch["candidates"][:, :1]
-        else:
-            target_items = targets
-            # Known items are masked. A held-out item that is also known (a repeat) gets its score back
-            # (repeats="keep") or the lowest finite score (repeats="mask"): it stays counted as a
-            # candidate (``n_candidates`` includes it) and ranks after every unmasked item.
-            safe = torch.where(targets >= 0, targets, targets[:, :1])  # pads point at the row's first target
-            kept = scores.gather(1, safe)
-            scores[batch["exclude_rows"], batch["exclude_cols"]] = float("-inf")
-            if self.repeats == "mask":
-                masked = scores.gather(1, safe)
-                kept = torch.where(masked == float("-inf"), torch.finfo(scores.dtype).min, masked)
-            scores.scatter_(1, safe, kept)
-        ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
-                              workspace=self._eval_buffer("ranking", (scores.numel(),), scores.device),
-                              count_ties=self._needs_ties)
-        for name, metric in metrics.items():
-            if name in ("mae", "rmse"):
-                mask = (target_items >= 0) & ~torch.isnan(batch["ratings"])
-                items = target_items.clamp(min=0)
-                pred = self.score_candidates(batch, items) if domain in (None, self.target_domain) \
-                    else self.model.score(domain, batch, items)
-                metric.update(pred[mask], batch["ratings"][mask])
-            else:
-                metric.update(ranked)
-
-    def _eval_buffer(self, name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
-        """A float32 scratch tensor reused across evaluation batches (freed at the end of the epoch):
-        a fresh 30 MB score matrix per batch costs more in page faults than the ranking itself."""
-        numel = 1
-        for n in shape:
-            numel *= n
-        buf = self._scratch.get(name)
-        if buf is None or buf.numel() < numel or buf.device != device:
-            buf = self._scratch[name] = torch.empty(numel, device=device)
-        return buf[:numel].view(shape)
+    # ---- evaluation: the Evaluator's ----------------------------------------------------------
+    def evaluate_batch(self, batch: dict[str, Tensor], stage: str, loader: EvalLoader | None = None) -> None:
+        """Rank one evaluation batch of ``loader`` (None: the target, primary protocol) into the metric set of
+        ``stage`` (``val`` / ``test``)."""
+        self.evaluator.update(self, batch, stage, loader)
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_batch(batch, self._loader_sets("val")[dataloader_idx])
+        self.evaluate_batch(batch, "val", self.evaluator.loader("val", dataloader_idx))
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self.evaluate_batch(batch, self._loader_sets("test")[dataloader_idx])
+        self.evaluate_batch(batch, "test", self.evaluator.loader("test", dataloader_idx))
 
-    def _loader_sets(self, stage: str) -> list[str]:
-        """The metric set of each of the stage's dataloaders, in the data module's order: the primary
-        protocol, the sampled one (``evaluation.sampled_negatives``) if there, then each ``eval_domains``."""
-        if self._trainer is None:  # evaluated by hand, outside a trainer: the primary protocol
-            return [stage]
-        loaders = len(self.trainer.num_val_batches if stage == "val" else self.trainer.num_test_batches)
-        sampled = loaders - 1 - len(self.eval_domains)
-        if sampled not in (0, 1):
-            raise RuntimeError(f"{stage}: {loaders} dataloaders, but the strategy expects 1 (+1 sampled) + "
-                               f"{len(self.eval_domains)} (eval_domains {self.eval_domains})")
-        return [stage, *([f"{stage}_sampled"] if sampled else []),
-                *(f"{stage}_source{i}" for i in range(len(self.eval_domains)))]
+    def _begin(self, stage: str) -> None:
+        """Name the stage's dataloaders (the data module's ``eval_loaders``) for the evaluator."""
+        self.evaluator.begin(stage, trainer_loaders(self.trainer, stage, self.evaluator.default_loaders))
 
-    def _log_stage(self, stage: str) -> None:
-        """Log every metric set the stage's dataloaders filled (the same sets on every rank)."""
-        self._scratch.clear()
-        for name in self._loader_sets(stage):
-            self._log_metric_set(name)
+    def log_results(self, results: dict[str, Tensor]) -> None:
+        """Log evaluation results ``{key: value}`` (the same keys on every rank)."""
+        for key, value in results.items():
+            self.log(key, value, sync_dist=True, add_dataloader_idx=False)
 
-    def _log_metric_set(self, name: str) -> None:
-        for metric_name, metric in self.eval_metrics[name].items():
-            self.log(f"{self.metric_sets[name][0]}/{metric_name}", metric.compute(), sync_dist=True,
-                     add_dataloader_idx=False)
-            metric.reset()
+    def on_validation_epoch_start(self) -> None:
+        self._begin("val")
 
     def on_validation_epoch_end(self) -> None:
-        self._log_stage("val")
+        self.log_results(self.evaluator.results("val"))
 
     def on_test_epoch_start(self) -> None:
-        self._test_users: list[Tensor] = []
-        for metric in self.eval_metrics["test"].values():
-            if hasattr(metric, "rows"):
-                metric.rows = []
+        self._begin("test")
 
     def on_test_epoch_end(self) -> None:
-        self._collect_per_user()
-        self._log_stage("test")
-
-    def _collect_per_user(self) -> None:
-        """``self.per_user_test``: the test rows' users [N] and each ranking metric's row values [N], gathered
-        from every process (see ``translearn.metrics.per_user``)."""
         world = self.trainer.world_size if self._trainer is not None else 1
-        users = gather_rows(self._test_users, self.all_gather, world).long().numpy()
-        values = {}
-        for name, metric in self.eval_metrics["test"].items():
-            if getattr(metric, "rows", None) is not None:
-                values[name] = gather_rows(metric.rows, self.all_gather, world).double().numpy()
-                metric.rows = None
-        self.per_user_test = per_user_means(users, values)
+        self.per_user_test = self.evaluator.per_user(self.all_gather, world)  # for translearn-compare
+        self.log_results(self.evaluator.results("test"))

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from translearn.evaluation.loaders import TARGET, EvalLoader
 from translearn.models.recommender import Query, Recommender
 from translearn.strategies.base import TransferStrategy
 
@@ -40,16 +41,16 @@ class Fusion(TransferStrategy):
         if not weights or any(not 0.0 <= w <= 1.0 for w in weights):
             raise ValueError(f"strategy.weights must be values in [0, 1], got {list(weights)}")
         super().__init__(model, target_domain, source_domains, **kwargs)
-        if select_metric not in self.eval_metrics["val"]:
+        if select_metric not in self.evaluator.metrics("val"):
             raise ValueError(f"strategy.select_metric {select_metric!r} is not evaluated; "
-                             f"choose from {', '.join(self.eval_metrics['val'])}")
+                             f"choose from {', '.join(self.evaluator.metrics('val'))}")
         source_model.item_encoder(target_domain)  # the source scorer must score target items
         self.source_scorer = source_model.requires_grad_(False).eval()
         self.weights = sorted(float(w) for w in weights)
         self.select_metric = select_metric
         self.register_buffer("weight", torch.tensor(0.0))  # the chosen w, saved with checkpoints
         self.grid_metrics = nn.ModuleList(
-            [nn.ModuleDict(self._metric_set(self.ks, self.metric_names)) for _ in self.weights])
+            [nn.ModuleDict(self.evaluator.metric_set()) for _ in self.weights])
 
     def train(self, mode: bool = True) -> Fusion:
         super().train(mode)
@@ -81,9 +82,9 @@ class Fusion(TransferStrategy):
         return (1.0 - w) * standardise(target) + w * standardise(source)
 
     @torch.no_grad()
-    def evaluate_batch(self, batch: dict[str, Tensor], stage: str) -> None:
-        if stage != "val":
-            return super().evaluate_batch(batch, stage)
+    def evaluate_batch(self, batch: dict[str, Tensor], stage: str, loader: EvalLoader | None = None) -> None:
+        if stage != "val" or (loader is not None and loader.name != TARGET):
+            return super().evaluate_batch(batch, stage, loader)
         target, source = self._pair(batch)
         z_t, z_s = standardise(target), standardise(source)
         fused = torch.empty_like(z_t)
@@ -93,7 +94,7 @@ class Fusion(TransferStrategy):
                 torch.add(z_t, z_s, alpha=w / (1.0 - w), out=fused)
             else:
                 fused.copy_(z_s)
-            self.rank_into(fused, batch, metrics)
+            self.evaluator.rank_into(self, fused, batch, metrics)
 
     def on_validation_epoch_end(self) -> None:
         values = [float(m[self.select_metric].compute()) for m in self.grid_metrics]
@@ -108,6 +109,5 @@ class Fusion(TransferStrategy):
         for metrics in self.grid_metrics:
             for metric in metrics.values():
                 metric.reset()
-        for name in self._loader_sets("val")[1:]:  # the sampled protocol, at the weight chosen by the previous
-            self._log_metric_set(name)            # validation, and the model's own source rankings
-        self._scratch.clear()
+        # the sampled protocol, at the weight chosen by the previous validation, and the model's own source rankings
+        self.log_results(self.evaluator.results("val", skip=(TARGET,)))

@@ -368,6 +368,26 @@ def test_probe_cli_errors(mf_run, tmp_path, capsys) -> None:
     assert code == 2 and "no value for any" in err
 
 
+# ----------------------------------------------------------------------------------------------- --device
+def test_the_tools_score_on_the_device_given(mf_run, tmp_path, capsys) -> None:
+    """--device cpu (what the default resolves to without a GPU, tests/test_evaluation.py) gives the default's
+    output; translearn-eval runs training's own evaluator there and reproduces the run's test metrics."""
+    from translearn.cli import evaluate as evaluate_cli
+
+    loaded = load_run(mf_run, device="cpu")
+    assert loaded.device == torch.device("cpu") and loaded.model.user_encoder.weight.device.type == "cpu"
+    raw = str(loaded.prepared.data.user_ids[0])
+    default = _cli(recommend_cli.main, [mf_run, "--users", raw], capsys)
+    assert default[0] == 0 and _cli(recommend_cli.main, [mf_run, "--users", raw, "--device", "cpu"], capsys) == default
+    assert _cli(features_cli.main, [mf_run, "--out", tmp_path / "f", "--device", "cpu"], capsys)[0] == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "f" / "users.npy"), _state(mf_run)["model.user_encoder.weight"])
+    code, _, _ = _cli(evaluate_cli.main, [mf_run, "--split", "test", "--device", "cpu", "--out", tmp_path / "e.json"],
+                      capsys)
+    summary, again = json.loads((mf_run / "metrics.json").read_text()), json.loads((tmp_path / "e.json").read_text())
+    tested = {k: v for k, v in summary.items() if k.startswith("test/")}
+    assert code == 0 and tested and {k: again[k] for k in tested} == pytest.approx(tested, rel=1e-6)
+
+
 @pytest.mark.parametrize("main", [features_cli.main, recommend_cli.main, probe_cli.main])
 def test_help_shows_the_examples(main, capsys) -> None:
     with pytest.raises(SystemExit) as done:

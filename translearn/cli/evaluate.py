@@ -3,9 +3,11 @@
   translearn-eval outputs/runs/2026-11-28_10-00-00-000000
   translearn-eval RUN --checkpoint last --split test
   translearn-eval RUN data/protocol=sampled       # same model, sampled-negatives protocol
+  translearn-eval RUN --device cuda:1             # on a given device (default: the GPU if any, else CPU)
 
 The run's saved config (RUN/.hydra/config.yaml) rebuilds the data and model; extra overrides change
 it: ``key=value`` sets a value, ``group/sub=option`` (or ``group.sub=option``) swaps in a config file.
+Evaluation is the training run's own (``translearn.evaluation``), on --device.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.cli.config import config_dir, normalise_overrides
+from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
 
@@ -81,12 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="best (default), last, or a .ckpt path")
     parser.add_argument("--split", choices=["valid", "test", "both"], default="both")
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
+    add_device_option(parser)
     args = parser.parse_args(argv)
 
     from translearn.build import build_datamodule, build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
+    from translearn.evaluation.device import resolve_device, trainer_device
     from translearn.report import format_metrics
 
+    device = resolve_device(args.device)
     cfg = load_run_config(args.run, args.overrides)
     ckpt = pick_checkpoint(args.run, args.checkpoint)
     if not ckpt.is_file():
@@ -97,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     datamodule = build_datamodule(cfg, prepared, strategy)
     import pytorch_lightning as pl
 
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+    trainer = pl.Trainer(**trainer_device(device), logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)
     results: dict[str, float] = {}
     if args.split in ("valid", "both"):

@@ -23,6 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
 
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", help="with --encoder: the data config whose items to encode (data=NAME)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
+    from translearn.evaluation.device import resolve_device
+
+    args.device = resolve_device(args.device)  # before any work (--encoder: the encoder picks its own device)
     if args.encoder:
         return _from_encoder(args)
     if args.data:
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("give a run folder (translearn-features RUN --out DIR)", config_key="run")
     from translearn.outputs import export_features, load_run
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
     manifest = export_features(loaded, args.out, args.domain, show=args.progress)
     for domain, entry in manifest["domains"].items():
         print(f"{domain}: {entry['items']:,} items x {entry['dim']} -> {args.out / entry['npy']}, "

@@ -19,6 +19,7 @@ import json
 import sys
 from pathlib import Path
 
+from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 
 PROG = "translearn-probe"
@@ -45,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="run folder: best (default), last, or a .ckpt path")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
+    add_device_option(parser)
     args = parser.parse_args(argv)
+    from translearn.evaluation.device import resolve_device
+
+    args.device = resolve_device(args.device)  # a run's item vectors are encoded there
     from translearn.outputs.probe import item_strings, probe_vectors
 
     vectors, prepared, source = _vectors(args)
@@ -96,7 +101,7 @@ def _vectors(args: argparse.Namespace) -> tuple:
         return vectors, prepared, {"features": str(args.run), "run": manifest["run"]}
     from translearn.outputs import item_table, load_run
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
     domain = loaded.domain(args.domain)
     return item_table(loaded, domain), loaded.prepared, loaded.describe()
 

@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
 
@@ -46,14 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024, help="users scored per step (default 1024)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_device_option(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}", config_key="--batch-size")
     if args.out is not None and args.out.is_dir():
         raise ConfigError(f"--out: {args.out} is a folder; give a file name", config_key="--out")
+    from translearn.evaluation.device import resolve_device
+
+    args.device = resolve_device(args.device)
     from translearn.outputs import load_run, recommend, user_indices
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
     users = None if args.all_users else user_indices(loaded.prepared, args.users)
     recs = recommend(loaded, users, k=args.k, domain=args.domain, exclude=args.exclude,
                      batch_size=args.batch_size, show=args.progress)

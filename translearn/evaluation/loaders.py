@@ -62,14 +62,23 @@ def eval_loaders(target: str, primary: str = "full", sampled: bool = False,
 
 
 def trainer_loaders(trainer: Any, stage: str, default: Sequence[EvalLoader]) -> list[EvalLoader]:
-    """The loaders of the running ``stage`` (``val`` or ``test``): the data module's ``eval_loaders`` or,
-    for a trainer given bare dataloaders, ``default`` when their count matches (one loader: the target)."""
-    published = getattr(getattr(trainer, "datamodule", None), "eval_loaders", None)
+    """The loaders of the running ``stage`` (``val`` or ``test``): the data module's ``eval_loaders``; bare
+    dataloaders have no names, so one is taken as ``default[0]`` (the target) and several are refused."""
+    published = getattr(_loader_source(trainer), "eval_loaders", None)
     count = len(trainer.num_val_batches if stage == "val" else trainer.num_test_batches)
-    loaders = list(published) if published is not None else list(default)[:count]
+    loaders = list(published) if published is not None else list(default)[:1]
     if len(loaders) != count:
         where = "the data module publishes" if published is not None else "bare dataloaders give"
         raise RuntimeError(f"{stage}: {count} dataloaders, but {where} {len(loaders)} named evaluation loaders "
                            f"({', '.join(loader.name for loader in loaders)}); a data module with several "
                            "evaluation dataloaders must name them (eval_loaders)")
     return loaders
+
+
+def _loader_source(trainer: Any) -> Any:
+    """Where the running evaluation's dataloaders come from: the data module, or the bare dataloaders given to
+    ``validate`` / ``test`` (``trainer.datamodule`` outlives the call that attached it, so it cannot tell)."""
+    try:
+        return trainer._evaluation_loop._data_source.instance  # Lightning 2.x
+    except (AttributeError, RuntimeError):
+        return getattr(trainer, "datamodule", None)

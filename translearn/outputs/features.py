@@ -31,10 +31,11 @@ NO_USER_VECTORS = ("sequence model: a user's query is their history (encoded per
 
 @torch.no_grad()
 def item_table(loaded: LoadedRun, domain: str, batch_size: int = 8192, show: bool | None = None) -> np.ndarray:
-    """float32 [num_items(domain), D]: ``model.item_vectors(domain, items)`` for every item, in batches."""
-    model = loaded.model
+    """float32 [num_items(domain), D]: ``model.item_vectors(domain, items)`` for every item, in batches, computed
+    on the run's device (``loaded.device``)."""
+    model, device = loaded.model, loaded.device
     n = loaded.prepared.num_items(domain)
-    parts = [model.item_vectors(domain, torch.arange(s, e)).float().cpu().numpy()
+    parts = [model.item_vectors(domain, torch.arange(s, e, device=device)).float().cpu().numpy()
              for s, e in bar(chunks(n, batch_size), len(chunks(n, batch_size)), f"items {domain}", show)]
     return np.concatenate(parts).astype(np.float32, copy=False)
 
@@ -42,12 +43,12 @@ def item_table(loaded: LoadedRun, domain: str, batch_size: int = 8192, show: boo
 @torch.no_grad()
 def user_table(loaded: LoadedRun, batch_size: int = 8192, show: bool | None = None) -> np.ndarray | None:
     """float32 [num_users, D] static user vectors (``model.user_vectors(users)``), or None for models whose
-    query is a history."""
-    model = loaded.model
+    query is a history; computed on ``loaded.device``."""
+    model, device = loaded.model, loaded.device
     if model.needs_history:
         return None
     n = loaded.prepared.num_users
-    parts = [model.user_vectors(torch.arange(s, e)).float().cpu().numpy()
+    parts = [model.user_vectors(torch.arange(s, e, device=device)).float().cpu().numpy()
              for s, e in bar(chunks(n, batch_size), len(chunks(n, batch_size)), "users", show)]
     return np.concatenate(parts).astype(np.float32, copy=False)
 

@@ -1,7 +1,8 @@
 """``translearn-recommend``: top-k items with raw ids for raw user ids, from a run folder.
 
-Scores are the run's own: in the target domain ``strategy.score_all`` (what evaluation ranks, so a fusion
-or popularity run recommends as it was evaluated), in another domain ``model.score_all(domain, query)``.
+Scores are the run's own, through evaluation's scoring path (``translearn.evaluation.scoring.full_scores``): in
+the target domain ``strategy.score_all`` (what evaluation ranks, so a fusion or popularity run recommends as
+it was evaluated), in another domain ``model.score_all(domain, query)``; on the run's device (``loaded.device``).
 The query of an id model is the user index; of a sequence model, the user's latest history
 (``HistoryIndex.latest_queries``: all their rows in the model's history scope, or training rows only under
 ``exclude="train"``), in the split's order and tie rule. Known items (``known.KnownItems``) are left out;
@@ -23,6 +24,8 @@ from torch import Tensor
 
 from translearn.data.history import HistoryIndex
 from translearn.data.prepared import PreparedData
+from translearn.evaluation.device import move_batch
+from translearn.evaluation.scoring import full_scores
 from translearn.models.recommender import Query
 from translearn.outputs.known import KnownItems
 from translearn.outputs.progress import bar, chunks
@@ -89,7 +92,7 @@ class _Queries:
 
     def __init__(self, loaded: LoadedRun, domain: str, users: np.ndarray, exclude: str) -> None:
         model = loaded.model
-        self.users, self.latest = users, None
+        self.users, self.latest, self.device = users, None, loaded.device
         if model.needs_history:
             scope = model.history_scope
             index = HistoryIndex(loaded.prepared, scope=scope, seed=int(loaded.cfg.data.seed),
@@ -98,9 +101,10 @@ class _Queries:
             self.latest = index.latest_queries(users, model.needs_history, rows=exclude, history_domains=shown)
 
     def batch(self, start: int, end: int) -> Query:
+        """The queries of users ``start:end``, on the run's device."""
         if self.latest is None:
-            return torch.from_numpy(self.users[start:end])
-        return self.latest.batch(np.arange(start, end))
+            return torch.from_numpy(self.users[start:end]).to(self.device)
+        return move_batch(self.latest.batch(np.arange(start, end)), self.device)
 
 
 def top_k(scores: Tensor, k: int) -> Tensor:
@@ -134,14 +138,13 @@ def recommend(loaded: LoadedRun, users: np.ndarray | None = None, k: int = 10, d
     steps = chunks(len(users), batch_size)
     for start, end in bar(steps, len(steps), f"recommend {domain}", show):
         query = queries.batch(start, end)
-        scores = (loaded.strategy.score_all(query) if domain == prepared.target
-                  else loaded.model.score_all(domain, query)).float()
+        scores = full_scores(loaded.strategy, domain, query).float()
         ranked = torch.where(torch.isfinite(scores), scores, torch.finfo(scores.dtype).min)
         rows, cols = known.of_users(users[start:end])
-        ranked[torch.from_numpy(rows), torch.from_numpy(cols)] = float("-inf")
+        ranked[torch.from_numpy(rows).to(ranked.device), torch.from_numpy(cols).to(ranked.device)] = float("-inf")
         order = top_k(ranked, width)
         valid = ranked.gather(1, order) > float("-inf")
-        top_items[start:end] = torch.where(valid, order, -1).numpy()
-        top_scores[start:end] = torch.where(valid, scores.gather(1, order), float("nan")).numpy()
+        top_items[start:end] = torch.where(valid, order, -1).cpu().numpy()
+        top_scores[start:end] = torch.where(valid, scores.gather(1, order), float("nan")).cpu().numpy()
     return Recommendations(domain, k, exclude, users, top_items, top_scores, prepared.data.user_ids,
                            prepared.data.domain(domain).item_ids)

@@ -2,14 +2,17 @@
 
 The same reading as ``translearn-eval``: ``RUN/.hydra/config.yaml`` (plus overrides) rebuilds the data and
 the model, and the checkpoint (``best``, ``last`` or a path) is checked against the model before loading.
+The strategy is then moved to the tool's ``--device`` (``translearn.evaluation.device``), where the tools
+score and encode.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
 
 from translearn.data.prepared import PreparedData
@@ -31,6 +34,7 @@ class LoadedRun:
     prepared: PreparedData
     strategy: TransferStrategy
     checkpoint: Path
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the strategy is
 
     @property
     def model(self) -> Recommender:
@@ -58,12 +62,16 @@ class LoadedRun:
                 "target": self.prepared.target, "data_key": self.prepared.key}
 
 
-def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = ()) -> LoadedRun:
-    """Rebuild the run in folder ``run`` and load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path)."""
+def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = (),
+             device: str | torch.device | None = "cpu") -> LoadedRun:
+    """Rebuild the run in folder ``run``, load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path) and
+    move the strategy to ``device`` (None: the GPU when there is one, else the CPU)."""
     from translearn.build import build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
     from translearn.cli.evaluate import load_run_config, pick_checkpoint
+    from translearn.evaluation.device import resolve_device
 
+    where = device if isinstance(device, torch.device) else resolve_device(device)
     run = Path(run)
     cfg = load_run_config(run, list(overrides))
     ckpt = pick_checkpoint(run, checkpoint)
@@ -72,5 +80,5 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
     prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     load_checked(ckpt, strategy)
-    strategy.eval()
-    return LoadedRun(run, cfg, prepared, strategy, ckpt)
+    strategy.to(where).eval()
+    return LoadedRun(run, cfg, prepared, strategy, ckpt, where)

@@ -43,6 +43,16 @@ def trainer_device(device: torch.device) -> dict[str, Any]:
     return {"accelerator": "cpu", "devices": 1}
 
 
-def move_batch(part: dict[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """A flat dict of tensors on ``device`` (tensors already there are not copied)."""
-    return {k: v if v.device == device else v.to(device, non_blocking=True) for k, v in part.items()}
+def move_batch(batch: Any, device: torch.device) -> Any:
+    """A batch on ``device``: a flat dict of tensors (evaluation rows, a query), or a training batch
+    ``{domain: {key: tensor}}`` whose parts shared by several domains (one interleaved sequence batch) stay
+    one; tensors already there are not copied. None for anything else (Lightning's generic walk then)."""
+    def move(part: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v if v.device == device else v.to(device, non_blocking=True) for k, v in part.items()}
+
+    if isinstance(batch, dict) and batch and all(isinstance(v, dict) for v in batch.values()):
+        moved: dict[int, dict] = {}
+        return {k: moved.setdefault(id(v), move(v)) for k, v in batch.items()}
+    if isinstance(batch, dict) and all(isinstance(v, Tensor) for v in batch.values()):
+        return move(batch)
+    return None

@@ -211,17 +211,10 @@ class TransferStrategy(pl.LightningModule):
             self.log(f"train/{name}", total / max(self._train_rows, 1), sync_dist=True)
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, dataloader_idx: int) -> Any:
-        """Batches are flat dicts of tensors (one level nested for training): move them directly,
+        """Batches are flat dicts of tensors (one level nested for training): moved directly (``move_batch``),
         which is much cheaper per step than Lightning's generic collection walk."""
-        def move(part: dict) -> dict:
-            return move_batch(part, device)
-
-        if isinstance(batch, dict) and all(isinstance(v, dict) for v in batch.values()):
-            moved: dict[int, dict] = {}  # a part shared by several domains (one interleaved sequence batch) stays one
-            return {k: moved.setdefault(id(v), move(v)) for k, v in batch.items()}
-        if isinstance(batch, dict) and all(isinstance(v, Tensor) for v in batch.values()):
-            return move(batch)
-        return super().transfer_batch_to_device(batch, device, dataloader_idx)
+        moved = move_batch(batch, device)
+        return moved if moved is not None else super().transfer_batch_to_device(batch, device, dataloader_idx)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())

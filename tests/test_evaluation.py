@@ -109,3 +109,29 @@ def test_every_tool_refuses_an_unavailable_device_in_one_line(prog, extra, run_c
     assert done.returncode == 2
     assert done.stderr.strip() == (f"{prog}: error: --device cuda: no CUDA device is available on this machine "
                                    "(use --device cpu)")
+
+
+def test_fusion_tunes_on_the_target_loader_and_reports_the_others_by_name(tiny_data, static_source, hand_facts):
+    from translearn.strategies import Fusion
+
+    prepared = prepare(static_source(tiny_data), "t", ["s"])
+    sizes = {d: prepared.num_items(d) for d in prepared.domains}
+    strategy = Fusion(matrix_factorization(prepared.num_users, sizes, 2), "t", ["s"],
+                      source_model=matrix_factorization(prepared.num_users, sizes, 2), weights=[0.0, 1.0], ks=(1,),
+                      metrics=("hr",), select_metric="hr@1")
+    dm = CrossDomainDataModule(prepared, ["t"], sampled=sampled_view(prepared, 2, seed=0))
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
+                         enable_checkpointing=False)
+    got = {k for part in trainer.validate(strategy, datamodule=dm, verbose=False) for k in part}
+    assert {"val/fusion/weight", "val/target/hr@1", "val/target/sampled/hr@1"} <= got
+    assert not any(k.startswith("val/s/") for k in got)
+
+
+def test_batches_move_as_one_call_and_shared_parts_stay_shared():
+    from translearn.evaluation import move_batch
+
+    part = {"users": torch.tensor([0, 1])}
+    moved = move_batch({"a": part, "b": part, "c": {"users": torch.tensor([2])}}, torch.device("cpu"))
+    assert moved["a"] is moved["b"] and moved["a"] is not moved["c"]
+    assert torch.equal(move_batch({"users": torch.tensor([3])}, torch.device("cpu"))["users"], torch.tensor([3]))
+    assert move_batch([torch.tensor([1])], torch.device("cpu")) is None  # left to Lightning's generic walk

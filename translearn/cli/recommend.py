@@ -20,6 +20,7 @@ from pathlib import Path
 
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
+from translearn.run_record import add_allow_flag
 
 PROG = "translearn-recommend"
 
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024, help="users scored per step (default 1024)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
+    add_allow_flag(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}", config_key="--batch-size")
@@ -53,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--out: {args.out} is a folder; give a file name", config_key="--out")
     from translearn.outputs import load_run, recommend, user_indices
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, args.allow_other_data)
     users = None if args.all_users else user_indices(loaded.prepared, args.users)
     recs = recommend(loaded, users, k=args.k, domain=args.domain, exclude=args.exclude,
                      batch_size=args.batch_size, show=args.progress)

@@ -6,6 +6,7 @@ the model, and the checkpoint (``best``, ``last`` or a path) is checked against 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ class LoadedRun:
     prepared: PreparedData
     strategy: TransferStrategy
     checkpoint: Path
+    data_note: str | None = None  # the data differs from the checkpoint's, used anyway (--allow-other-data)
 
     @property
     def model(self) -> Recommender:
@@ -55,14 +57,20 @@ class LoadedRun:
         return {"run": str(self.run.resolve()), "checkpoint": str(self.checkpoint.resolve()),
                 "model": str(self.cfg.model.get("_target_", "?")), "family": self.family,
                 "head": type(self.model.head).__name__, "strategy": type(self.strategy).__name__,
-                "target": self.prepared.target, "data_key": self.prepared.key}
+                "target": self.prepared.target, "data_key": self.prepared.key,
+                "data_split_key": self.prepared.split_key,
+                **({"data_mismatch": self.data_note} if self.data_note else {})}
 
 
-def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = ()) -> LoadedRun:
-    """Rebuild the run in folder ``run`` and load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path)."""
+def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = (),
+             allow_other_data: bool = False) -> LoadedRun:
+    """Rebuild the run in folder ``run`` and load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path);
+    a CheckpointError when the checkpoint was trained on other data than the data as prepared now, unless
+    ``allow_other_data`` (then ``data_note`` says so, and a warning is printed)."""
     from translearn.build import build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
     from translearn.cli.evaluate import load_run_config, pick_checkpoint
+    from translearn.run_record import check_data
 
     run = Path(run)
     cfg = load_run_config(run, list(overrides))
@@ -71,6 +79,8 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
-    load_checked(ckpt, strategy)
+    note = check_data(load_checked(ckpt, strategy), ckpt, prepared, run, allow_other_data)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     strategy.eval()
-    return LoadedRun(run, cfg, prepared, strategy, ckpt)
+    return LoadedRun(run, cfg, prepared, strategy, ckpt, note)

@@ -69,6 +69,8 @@ def test_checkpoints_and_metrics_carry_the_data_key_and_config_digest(tabular_ru
 def test_tools_refuse_a_run_whose_input_file_changed(tmp_path, tabular_run, run_cli):
     root, run, summary = tabular_run
     original = (root / "movies.csv").read_text()
+    exported = run_cli("translearn-features", [run, "--out", tmp_path / "exported"])  # before the file changes
+    assert exported.returncode == 0, exported.stderr[-3000:]
     try:
         (root / "movies.csv").write_text(original.replace("\n", "\n", 1) + "0,m29,99\n")  # one more row
         done = run_cli("translearn-eval", [run, "--out", tmp_path / "e.json"])
@@ -79,6 +81,8 @@ def test_tools_refuse_a_run_whose_input_file_changed(tmp_path, tabular_run, run_
                             ("translearn-features", ["--out", tmp_path / "f"]),
                             ("translearn-probe", ["--attribute", "text", "--regex", "(.)"])):
             _one_line(run_cli(prog, [run, *extra]), prog, summary["data_manifest_key"][:12], "data as prepared now")
+        done = run_cli("translearn-probe", [tmp_path / "exported", "--attribute", "text", "--regex", "(.)"])
+        _one_line(done, "translearn-probe", "exported from data", summary["data_manifest_key"][:12])
         # the explicit flag lets it through, and the output says so
         done = run_cli("translearn-eval", [run, "--allow-other-data", "--out", tmp_path / "e.json"])
         assert done.returncode == 0, done.stderr[-3000:]

@@ -18,6 +18,14 @@ import pytest
 import torch
 
 
+@pytest.fixture(autouse=True)
+def _fresh_root_logger(monkeypatch):
+    """Each in-process console-script run (run_cli) lets Hydra add handlers to the root logger that write to
+    that test's captured streams; a later test's log lines would then print '--- Logging error ---' and a
+    traceback. Each test here starts with no root handlers and drops the ones its runs added."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
 def _one_line(done, prog: str, *needles: str) -> str:
     output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
     assert done.returncode == 2, output
@@ -248,7 +256,5 @@ def test_features_into_a_read_only_folder(tmp_path, run_overrides, run_cli, monk
     (tmp_path / "run" / ".hydra").mkdir()
     OmegaConf.save(compose(overrides, output_dir=tmp_path / "run"), tmp_path / "run" / ".hydra" / "config.yaml")
     _locked(monkeypatch, tmp_path / "locked")
-    # handlers an earlier in-process run left on the root logger write to streams that are closed by now
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
     done = run_cli("translearn-features", [tmp_path / "run", "--out", tmp_path / "locked" / "f"])
     _one_line(done, "translearn-features", "--out", "Permission denied")

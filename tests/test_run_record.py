@@ -6,6 +6,7 @@ mismatch in one line naming both keys; ``resume=`` refuses changed result-alteri
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,14 @@ from omegaconf import OmegaConf
 from translearn.cli.config import compose
 from translearn.run_record import RECORD_KEY
 from translearn.train import train
+
+
+@pytest.fixture(autouse=True)
+def _fresh_root_logger(monkeypatch):
+    """Each in-process console-script run (run_cli) lets Hydra add handlers to the root logger that write to
+    that test's captured streams; a later test's log lines would then print '--- Logging error ---' and a
+    traceback. Each test here starts with no root handlers and drops the ones its runs added."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
 
 
 def _one_line(done, prog: str, *needles: str) -> str:

@@ -8,7 +8,9 @@
 A user error (bad data, config value, missing file, corrupt checkpoint) prints one line
 ``translearn-train: error: <message>``, writes ``error.json`` into the run folder (no metrics.json)
 and exits with status 2; in a sweep the other jobs run on and the sweep exits 2 at the end, listing
-the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Any other exception is a bug: the
+job still writes ``error.json`` (its message starts ``internal error``) and ``traceback.txt``, a sweep runs on
+and prints its summary, and the exit status is 1.
 """
 
 from __future__ import annotations

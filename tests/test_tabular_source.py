@@ -109,7 +109,7 @@ def test_tabular_file_and_layout_errors(tmp_path: Path) -> None:
         TabularSource(files={"x": tmp_path / "nope.csv"}).fingerprint()
     with pytest.raises(DataError, match="pass domain_column="):
         TabularSource(files={"all": write(tmp_path / "all.csv", ALL)}, **table()).load()
-    with pytest.raises(DataError, match="pass sep="):
+    with pytest.raises(DataError, match=r"set it with \+data\.dataset\.sep="):
         TabularSource(files={"x": write(tmp_path / "x.dat", "user_id;item_id\n1;2\n")}).load()
     data = TabularSource(files={"x": tmp_path / "x.dat"}, sep=";").load()
     assert rows(data, "x") == [(1, 2)]

@@ -95,7 +95,7 @@ def _with_callback(monkeypatch, callback: pl.Callback) -> None:
 
 def _metrics(run: Path) -> dict:
     saved = json.loads((run / "metrics.json").read_text())
-    return {k: v for k, v in saved.items() if k not in ("wall_time_s",)}
+    return {k: v for k, v in saved.items() if k not in ("wall_time_s", "resumed_from", "resume_changed")}
 
 
 def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_run_exactly(tmp_path, run_overrides,
@@ -112,6 +112,7 @@ def test_an_interrupted_and_resumed_run_reproduces_the_uninterrupted_run_exactly
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
     monkeypatch.undo()
     train(compose([*overrides, f"resume={tmp_path / 'cut'}"], output_dir=tmp_path / "resumed"))
+    assert json.loads((tmp_path / "resumed" / "metrics.json").read_text())["resume_changed"] == {}
     whole, resumed = _metrics(tmp_path / "whole"), _metrics(tmp_path / "resumed")
     assert whole["epochs_run"] == 3
     assert resumed == whole  # every val/test metric, best_epoch, epochs_run, the relative best path, the digest

@@ -62,8 +62,14 @@ def atomic_write_dir(final: Path, write: Callable[[Path], None]) -> Path:
     If another process finished the same entry first, its result is kept and ours is discarded.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{final.name}-", dir=final.parent))
+    except OSError as err:  # a read-only or locked cache folder, or a file in the way: the user's to fix
+        from translearn.errors import ConfigError
+
+        raise ConfigError(f"config key 'paths.cache_dir': cannot write the cache entry {final}: "
+                          f"{err.strerror or err}", config_key="paths.cache_dir") from err
     try:
         write(tmp)
         os.chmod(tmp, 0o777 & ~_umask())
@@ -170,6 +176,11 @@ def read_entry(entry: Path, load: Callable[[Path], T], what: str) -> T | None:
     ``what`` and the reason) when it is missing or bad, so the caller builds it again."""
     entry = Path(entry)
     if not entry.is_dir():
+        if not entry.exists() and not entry.is_symlink():
+            return None
+        problem = "it is a file, not a cache entry folder"  # damage like any other: moved away and rebuilt
+        log.warning("%s cache entry %s is bad: %s; rebuilding it", what, entry, problem)
+        discard_entry(entry)
         return None
     problem = entry_problem(entry)
     if problem is None:

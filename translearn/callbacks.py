@@ -92,3 +92,17 @@ class EarlyStopping(LightningEarlyStopping):
             return False, (f"{self.monitor} has not improved for {self.wait_count} checks, but the run has made "
                            f"{self._global_step} of at least {self.min_steps} steps (min_steps): it goes on")
         return should_stop, reason
+
+
+class RecordInCheckpoints(pl.Callback):
+    """Puts the run record (``run_record.make_record``: data keys, config digest, settings) into every checkpoint
+    the trainer saves (best, last, untrained), under ``checkpoint["translearn"]``."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = record
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        from translearn.run_record import RECORD_KEY
+
+        checkpoint[RECORD_KEY] = self.record

@@ -30,6 +30,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # zip/pickle/EOF errors of a damaged or foreign file
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights_only" in str(err) or "Weights only" in str(err):  # not torch's advice to unpickle anything
+            detail = "it holds objects other than weights, which translearn does not unpickle"
         raise CheckpointError(f"checkpoint {path} is not a readable checkpoint (truncated, or not a .ckpt file: "
                               f"{detail[:200]})", file=path) from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):

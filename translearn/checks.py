@@ -14,6 +14,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.errors import ConfigError
+from translearn.value_checks import check_values
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -21,6 +22,7 @@ def check_config(cfg: DictConfig) -> None:
     finite number >= 0 (0 keeps the weights fixed, a legal control run), a bad ``trainer.max_epochs``, a
     ``monitor`` metric the run never logs, or an output/cache path that is a file."""
     _no_missing_values(cfg)
+    check_values(cfg)  # out-of-range values (batch size 0, dropout 1.5, seed abc, ...)
     _finite_non_negative(cfg, "optimizer.lr")
     _max_epochs(cfg)
     _monitor_is_logged(cfg)

@@ -7,6 +7,7 @@ key, and the tool exits with status 2; anything else is a bug and keeps its trac
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 from pathlib import Path
@@ -15,6 +16,10 @@ from typing import Any
 USER_ERROR_EXIT = 2
 # translearn-train sets HYDRA_FULL_ERROR itself (so Hydra lets errors through to it); this marks that.
 FORCED_FULL_ERROR_ENV = "_TRANSLEARN_FORCED_FULL_ERROR"
+INTERNAL_PREFIX = "internal error"  # how error.json's message of a bug (not a user error) starts
+# An OS error with one of these codes is the machine's answer to the user's path, never a bug of translearn:
+# permission denied, a read-only file system, a full disk or quota, an I/O error of the device.
+USER_OS_ERRORS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO})
 
 
 class UserError(Exception):
@@ -67,7 +72,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
 
 
 def is_user_error(err: BaseException) -> bool:
-    return isinstance(err, user_error_types())
+    """Ours and the ``user_error_types()``, and an OS error about a path the user gave (``USER_OS_ERRORS``)."""
+    return isinstance(err, user_error_types()) or (isinstance(err, OSError) and err.errno in USER_OS_ERRORS)
 
 
 def debug_requested() -> bool:
@@ -101,8 +107,10 @@ def one_line(err: BaseException) -> str:
 
 
 def error_record(err: BaseException) -> dict[str, Any]:
-    """What ``error.json`` holds: the error's class, its one-line message and, if known, the key or file."""
-    record: dict[str, Any] = {"error": type(err).__name__, "message": one_line(err)}
+    """What ``error.json`` holds: the error's class, its one-line message and, if known, the key or file. The
+    message of an internal error (a bug, not a user error) starts with ``internal error``."""
+    message = one_line(err) if is_user_error(err) else f"{INTERNAL_PREFIX} ({type(err).__name__}): {one_line(err)}"
+    record: dict[str, Any] = {"error": type(err).__name__, "message": message}
     key = getattr(err, "config_key", None) or getattr(err, "full_key", None)
     file = getattr(err, "file", None) or getattr(err, "path", None) or getattr(err, "filename", None)
     if key:

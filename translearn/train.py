@@ -20,12 +20,14 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from translearn.build import build_datamodule, build_model, build_run_data, build_strategy, build_trainer
 from translearn.cache import atomic_write_json
+from translearn.callbacks import RecordInCheckpoints
 from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.metrics.per_user import save_per_user
 from translearn.provenance import versions
 from translearn.report import format_metrics
+from translearn.run_record import check_resume, make_record, settings
 from translearn.wandb_logging import finish_wandb_runs, log_data_manifest
 
 log = logging.getLogger(__name__)
@@ -43,14 +45,7 @@ def config_digest(cfg: DictConfig) -> str:
     (``data.dataset.root`` digests as ``${paths.data_root}/amazon``); ``resume`` (where training
     restarted from) is dropped too. Equal digests mean equal settings, on any machine.
     """
-    plain = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
-    if "paths" in plain:
-        for key in list(plain.paths):
-            plain.paths[key] = "\\${paths." + str(key) + "}"  # escaped: resolves to its own text
-    container = OmegaConf.to_container(plain, resolve=True)
-    container.pop("paths", None)
-    container.pop("resume", None)
-    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(container), sort_keys=True).encode()).hexdigest()
+    return hashlib.sha256(OmegaConf.to_yaml(OmegaConf.create(settings(cfg)), sort_keys=True).encode()).hexdigest()
 
 
 def _selection_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
@@ -114,10 +109,14 @@ def train(cfg: DictConfig) -> dict:
     strategy = build_strategy(cfg, prepared, model)
     datamodule = build_datamodule(cfg, prepared, strategy)
     trainer = build_trainer(cfg)
+    trainer.callbacks.append(RecordInCheckpoints(make_record(cfg, prepared, config_digest(cfg))))
     log_data_manifest(trainer, prepared)  # W&B: the data a run used, before it can fail
     resume = resume_checkpoint(cfg.get("resume"))
-    if resume:  # a damaged checkpoint or one of another data set is one clear error, not a traceback
-        check_state(resume, read_checkpoint(resume)["state_dict"], strategy)
+    resumed = {}
+    if resume:  # a damaged checkpoint, one of other data or settings, is one clear error, not a traceback
+        saved = read_checkpoint(resume)
+        check_state(resume, saved["state_dict"], strategy)
+        resumed = check_resume(saved, resume, cfg, prepared)  # {"resumed_from": ..., "resume_changed": {...}}
     untrained = cfg.trainer.get("max_epochs") == 0
     if untrained:  # zero-shot: a strategy's starting model (e.g. the source stage copied by finetune) as it is
         log.info("trainer.max_epochs=0: no training; the model as built is evaluated and saved")
@@ -152,6 +151,8 @@ def train(cfg: DictConfig) -> dict:
         "source_domains": list(prepared.sources),
         "config_digest": config_digest(cfg),
         "data_manifest_key": prepared.key,
+        "data_split_key": prepared.split_key,
+        **resumed,
         "wall_time_s": round(time.time() - start, 2),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),

@@ -24,7 +24,7 @@ from pathlib import Path
 from translearn.cli.errors import report_user_errors
 from translearn.compare import output
 from translearn.compare.rows import group_runs, summarise
-from translearn.compare.runs import load_runs, load_wandb
+from translearn.compare.runs import check_finite, load_runs, load_wandb
 
 DEFAULT_METRIC = "test/target/ndcg@10"
 DEFAULT_METRICS = ["val/target/ndcg@10", "test/target/ndcg@10", "test/target/hr@10", "test/target/mrr@10"]
@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         for f in failed:
             print(f"  failed job {f.folder}: {f.message}", file=sys.stderr)
         return 1
+    check_finite(runs, [args.metric, *args.metrics])
     rows = summarise(group_runs(runs), args.metric, args.metrics)
     if args.json:
         print(json.dumps({"rows": rows, "failed": [{"folder": str(f.folder), "message": f.message} for f in failed]},

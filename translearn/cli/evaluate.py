@@ -24,6 +24,7 @@ from translearn.cli.config import config_dir, normalise_overrides
 from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
+from translearn.run_record import add_allow_flag, check_data
 
 
 def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
@@ -48,7 +49,15 @@ def load_run_config(run: Path, overrides: list[str]) -> DictConfig:
     saved = run / ".hydra" / "config.yaml"
     if not saved.is_file():
         raise FileNotFoundError(f"{run} is not a run folder (no .hydra/config.yaml)")
-    cfg = OmegaConf.load(saved)
+    try:
+        cfg = OmegaConf.load(saved)
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        detail = str(err).replace("\n", " ")
+        raise ConfigError(f"{saved} is not a readable run config (broken YAML: {detail[:160]})",
+                          file=saved) from None
+    if not isinstance(cfg, DictConfig) or "paths" not in cfg or "data" not in cfg:
+        raise ConfigError(f"{saved} is not a run config written by translearn-train (it is empty or lacks "
+                          "data/paths)", file=saved)
     cfg.paths.output_dir = str(run)
     return apply_overrides(cfg, overrides)
 
@@ -85,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=["valid", "test", "both"], default="both")
     parser.add_argument("--out", type=Path, help="also write the metrics to this JSON file")
     add_device_option(parser)
+    add_allow_flag(parser)
     args = parser.parse_args(argv)
 
     from translearn.build import build_datamodule, build_model, build_run_data, build_strategy
@@ -99,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
-    load_checked(ckpt, strategy)
+    note = check_data(load_checked(ckpt, strategy), ckpt, prepared, args.run, args.allow_other_data)
+    if note:
+        print(f"translearn-eval: warning: {note}", file=sys.stderr)
     datamodule = build_datamodule(cfg, prepared, strategy)
     import pytorch_lightning as pl
 
@@ -115,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {k: float(v) for k, v in sorted(results.items())}
     print(format_metrics(results, title=f"{args.run} ({ckpt.name})"))
     if args.out:
-        args.out.write_text(json.dumps({"checkpoint": str(ckpt), "repeats": strategy.repeats, **results},
+        args.out.write_text(json.dumps({"checkpoint": str(ckpt), "repeats": strategy.repeats,
+                                        **({"data_mismatch": note} if note else {}), **results},
                                        indent=2) + "\n")
     return 0
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
+from translearn.run_record import add_allow_flag
 
 PROG = "translearn-features"
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
     add_device_option(parser)
+    add_allow_flag(parser)
     args = parser.parse_args(argv)
     from translearn.evaluation.device import resolve_device
 
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("give a run folder (translearn-features RUN --out DIR)", config_key="run")
     from translearn.outputs import export_features, load_run
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device,
+                      allow_other_data=args.allow_other_data)
     manifest = export_features(loaded, args.out, args.domain, show=args.progress)
     for domain, entry in manifest["domains"].items():
         print(f"{domain}: {entry['items']:,} items x {entry['dim']} -> {args.out / entry['npy']}, "

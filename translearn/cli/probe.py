@@ -21,6 +21,7 @@ from pathlib import Path
 
 from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
+from translearn.run_record import add_allow_flag
 
 PROG = "translearn-probe"
 
@@ -47,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--out", type=Path, help="also write the JSON result to this file")
     add_device_option(parser)
+    add_allow_flag(parser)
     args = parser.parse_args(argv)
     from translearn.evaluation.device import resolve_device
 
@@ -92,6 +94,14 @@ def _vectors(args: argparse.Namespace) -> tuple:
         manifest, domain, vectors, ids = read_features(args.run, args.domain)
         cfg = load_run_config(Path(manifest["run"]), args.overrides)
         prepared = build_run_data(cfg)
+        saved = manifest.get("data_split_key")
+        if saved and saved != prepared.split_key:
+            message = (f"{args.run}: the features were exported from data {manifest.get('data_key', '?')[:12]} but the "
+                       f"run's data as prepared now is {prepared.key[:12]} (data_manifest_key): the input files or "
+                       "the data settings changed since")
+            if not args.allow_other_data:
+                raise OutputError(f"{message}; pass --allow-other-data to probe anyway")
+            print(f"translearn-probe: warning: {message}; used anyway (--allow-other-data)", file=sys.stderr)
         if args.domain is None and domain != prepared.target:
             raise OutputError(f"--domain: {args.run} has no vectors of the target {prepared.target!r}")
         expected = prepared.data.domain(domain).item_ids.astype(str)
@@ -101,7 +111,8 @@ def _vectors(args: argparse.Namespace) -> tuple:
         return vectors, prepared, {"features": str(args.run), "run": manifest["run"]}
     from translearn.outputs import item_table, load_run
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device,
+                      allow_other_data=args.allow_other_data)
     domain = loaded.domain(args.domain)
     return item_table(loaded, domain), loaded.prepared, loaded.describe()
 

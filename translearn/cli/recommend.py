@@ -21,6 +21,7 @@ from pathlib import Path
 from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
 from translearn.errors import ConfigError
+from translearn.run_record import add_allow_flag
 
 PROG = "translearn-recommend"
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")
     add_device_option(parser)
+    add_allow_flag(parser)
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}", config_key="--batch-size")
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     args.device = resolve_device(args.device)
     from translearn.outputs import load_run, recommend, user_indices
 
-    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device)
+    loaded = load_run(args.run, args.checkpoint, args.overrides, device=args.device,
+                      allow_other_data=args.allow_other_data)
     users = None if args.all_users else user_indices(loaded.prepared, args.users)
     recs = recommend(loaded, users, k=args.k, domain=args.domain, exclude=args.exclude,
                      batch_size=args.batch_size, show=args.progress)

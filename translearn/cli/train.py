@@ -8,7 +8,9 @@
 A user error (bad data, config value, missing file, corrupt checkpoint) prints one line
 ``translearn-train: error: <message>``, writes ``error.json`` into the run folder (no metrics.json)
 and exits with status 2; in a sweep the other jobs run on and the sweep exits 2 at the end, listing
-the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead.
+the failed job folders. ``HYDRA_FULL_ERROR=1`` shows the traceback instead. Any other exception is a bug: the
+job still writes ``error.json`` (its message starts ``internal error``) and ``traceback.txt``, a sweep runs on
+and prints its summary, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+import traceback
 from pathlib import Path
 
 import hydra
@@ -27,16 +30,16 @@ from omegaconf import DictConfig
 from translearn.cli.config import config_dir, normalise_overrides
 from translearn.errors import (
     FORCED_FULL_ERROR_ENV,
+    INTERNAL_PREFIX,
     USER_ERROR_EXIT,
     debug_requested,
-    error_record,
     is_user_error,
     one_line,
 )
 
 PROG = "translearn-train"
 _jobs: list[str] = []  # run folders of the jobs this process ran
-_failed: list[tuple[str, str]] = []  # (run folder, one-line message) of the jobs that ended in a user error
+_failed: list[tuple[str, str]] = []  # (run folder, one-line message) of the jobs that failed
 
 
 @hydra.main(config_path=str(config_dir()), config_name="train", version_base="1.3")
@@ -52,8 +55,6 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
         summary = train(cfg)
     except Exception as err:
-        if not is_user_error(err):
-            raise
         _record_failure(Path(folder), err)
         if debug_requested():
             raise
@@ -78,15 +79,17 @@ def _share_cores() -> None:
 
 
 def _record_failure(folder: Path, err: BaseException) -> None:
-    """Write ``error.json`` into the job's folder (when it can be a folder) and remember the failure."""
-    from translearn.cache import atomic_write_json
+    """Write ``error.json`` into the job's folder (when it can be a folder) and remember the failure. An
+    internal error (a bug) also saves its traceback beside it, as ``traceback.txt``, and prints it."""
+    from translearn.run_record import record_failure
 
-    message = one_line(err)
+    record = record_failure(folder, err)
+    message = record["message"]
     _failed.append((str(folder), message))
-    if not folder.exists() or folder.is_dir():
-        atomic_write_json(folder / "error.json", error_record(err))
+    if not is_user_error(err):  # a bug: its traceback too, as an uncaught exception would show it
+        traceback.print_exception(err, file=sys.stderr)
     if "translearn.wandb_logging" in sys.modules:  # the job's W&B run: finished as failed, with the error
-        sys.modules["translearn.wandb_logging"].fail_wandb_runs(error_record(err))
+        sys.modules["translearn.wandb_logging"].fail_wandb_runs(record)
     if HydraConfig.get().mode == RunMode.MULTIRUN:
         print(f"{PROG}: error: job {folder}: {message}", file=sys.stderr)
 
@@ -108,7 +111,7 @@ def main() -> None:
         if debug or not _is_user_error(err):
             raise
         message = one_line(err)
-        if isinstance(err, NotADirectoryError | FileExistsError):
+        if isinstance(err, OSError):
             message = f"the run folder (hydra.run.dir / hydra.sweep.dir) cannot be made: {message}"
         print(f"{PROG}: error: {message}", file=sys.stderr)
         sys.exit(USER_ERROR_EXIT)
@@ -118,7 +121,8 @@ def main() -> None:
         else:
             print(f"{PROG}: error: {len(_failed)} of {len(_jobs)} jobs failed (see error.json in each): "
                   f"{', '.join(folder for folder, _ in _failed)}", file=sys.stderr)
-        sys.exit(USER_ERROR_EXIT)
+        internal = any(message.startswith(INTERNAL_PREFIX) for _, message in _failed)
+        sys.exit(1 if internal else USER_ERROR_EXIT)  # a bug in any job: 1, as an uncaught exception
 
 
 if __name__ == "__main__":

@@ -7,12 +7,14 @@ project, through ``translearn.wandb_runs``) into the same ``RunRecord``s.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import yaml
 
+from translearn.data.errors import DataError
 from translearn.metrics.per_user import load_per_user
 
 IGNORED = ("seed", "hydra.", "paths.", "resume")  # overrides that do not define a setting
@@ -69,7 +71,10 @@ def find_folders(roots: list[Path], name: str) -> list[Path]:
 
 def load_runs(roots: list[Path]) -> tuple[list[RunRecord], list[FailedRun]]:
     """Every run folder under ``roots`` (``metrics.json``) and every failed job (``error.json``)."""
-    runs = [RunRecord(f, json.loads((f / "metrics.json").read_text()), _setting(f), _sweep(f))
+    missing = [root for root in roots if not root.exists()]
+    if missing:
+        raise DataError("does not exist", path=missing[0])
+    runs = [RunRecord(f, _summary(f / "metrics.json"), _setting(f), _sweep(f))
             for f in find_folders(roots, "metrics.json")]
     failed = []
     for f in find_folders(roots, "error.json"):
@@ -81,6 +86,27 @@ def load_runs(roots: list[Path]) -> tuple[list[RunRecord], list[FailedRun]]:
             message = "error.json is unreadable"
         failed.append(FailedRun(f, message))
     return runs, failed
+
+
+def _summary(path: Path) -> dict:
+    """A run's ``metrics.json``; a DataError naming the file when it is truncated or not a JSON object."""
+    try:
+        summary = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"not readable JSON (truncated? {err}); rerun that job or move it away", path=path) from None
+    if not isinstance(summary, dict):
+        raise DataError("not a metrics.json written by translearn-train (not a JSON object)", path=path)
+    return summary
+
+
+def check_finite(runs: list[RunRecord], metrics: list[str]) -> None:
+    """DataError naming the run and the metric when one of ``metrics`` is NaN or infinite in a run."""
+    for run in runs:
+        for metric in metrics:
+            value = run.summary.get(metric)
+            if isinstance(value, int | float) and not math.isfinite(value):
+                raise DataError(f"{metric} is {value}; a run with a non-finite metric cannot be compared (rerun "
+                                "it, or leave its folder out)", path=run.folder / "metrics.json")
 
 
 def _setting_of(overrides: list) -> dict[str, str]:

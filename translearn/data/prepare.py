@@ -75,14 +75,17 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
     if held_out_sources:  # absent when off, so every earlier cache key stays valid
         parts["held_out_sources"] = list(held_out_sources)
     key = content_key(parts)
+    split_key = content_key({k: v for k, v in parts.items() if k != "protocol"})  # rows and roles, not negatives
     entry = Path(cache_dir) / key[:24] if cache_dir is not None else None
     with entry_lock(entry):  # parallel jobs: one builds, the others wait and read
         if entry is not None:
             cached = read_entry(entry, PreparedData.load, "prepared data")
             if cached is not None:
                 log.info("prepared data read from cache %s", entry)
+                object.__setattr__(cached, "split_key", split_key)
                 return cached
         prepared = _build(source, target, sources, steps, split, protocol, seed, key, held_out_sources)
+        object.__setattr__(prepared, "split_key", split_key)
         if entry is not None:
             write_entry(entry, prepared.save)
             log.info("prepared data cached in %s", entry)
@@ -109,6 +112,11 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
         reports.append(positives)
     if target not in data.domains or len(data.domains[target].interactions) == 0:
         raise SplitError(f"preprocessing left no interactions in the target domain {target!r}")
+    emptied = [name for name in sources if len(data.domains[name].interactions) == 0]
+    if emptied:  # a model would get an item table of 0 rows
+        raise SplitError(f"preprocessing ({', '.join(type(s).__name__ for s in pre) or 'none'}) left no interactions "
+                         f"in the source domain {emptied[0]!r}; use a milder data.preprocess (e.g. a smaller k-core) "
+                         "or leave the domain out of data.source_domains")
 
     result = split_roles(split(data, target, sources, seed), data, target,
                          getattr(split, "drop_reason", "rows the split removed"))

@@ -26,6 +26,8 @@ class PreparedData:
     eval_negatives: {"valid": int64 [n_valid_rows, K], "test": ...} for the sampled protocol, row-aligned
                     with ``held_out(role)``; empty under full ranking
     ties:           the split's tie rule for equal order keys (``splits.TIES``): histories follow it too
+    split_key:      the cache key without the evaluation protocol: equal split keys mean the same rows in the
+                    same train/valid/test roles (set by ``prepare``; a protocol override keeps it)
     """
 
     data: CrossDomainData
@@ -37,6 +39,7 @@ class PreparedData:
     key: str = ""
     split_name: str = ""
     ties: str = "file_order"
+    split_key: str = ""
 
     def __post_init__(self) -> None:
         given = self.domain_roles

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,11 @@ def export_features(loaded: LoadedRun, out: str | Path, domains: list[str] | Non
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise OutputError(f"--out: {out} is a file, not a folder")
-    out.mkdir(parents=True, exist_ok=True)
+    try:  # a read-only or locked folder fails here, before any vector is computed
+        out.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=out).close()
+    except OSError as err:
+        raise OutputError(f"--out: cannot write into {out}: {err.strerror or err}") from None
     domains = [loaded.domain(d) for d in domains] if domains else list(loaded.model.domains)
     manifest: dict[str, Any] = {**loaded.describe(), "domains": {}}
     for domain in domains:

@@ -8,6 +8,7 @@ score and encode.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ class LoadedRun:
     strategy: TransferStrategy
     checkpoint: Path
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))  # where the strategy is
+    data_note: str | None = None  # the data differs from the checkpoint's, used anyway (--allow-other-data)
 
     @property
     def model(self) -> Recommender:
@@ -59,17 +61,22 @@ class LoadedRun:
         return {"run": str(self.run.resolve()), "checkpoint": str(self.checkpoint.resolve()),
                 "model": str(self.cfg.model.get("_target_", "?")), "family": self.family,
                 "head": type(self.model.head).__name__, "strategy": type(self.strategy).__name__,
-                "target": self.prepared.target, "data_key": self.prepared.key}
+                "target": self.prepared.target, "data_key": self.prepared.key,
+                "data_split_key": self.prepared.split_key,
+                **({"data_mismatch": self.data_note} if self.data_note else {})}
 
 
 def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str] = (),
-             device: str | torch.device | None = "cpu") -> LoadedRun:
+             device: str | torch.device | None = "cpu", allow_other_data: bool = False) -> LoadedRun:
     """Rebuild the run in folder ``run``, load its ``checkpoint`` (``best``, ``last`` or a ``.ckpt`` path) and
-    move the strategy to ``device`` (None: the GPU when there is one, else the CPU)."""
+    move the strategy to ``device`` (None: the GPU when there is one, else the CPU). A CheckpointError when
+    the checkpoint was trained on other data than the data as prepared now, unless ``allow_other_data``
+    (then ``data_note`` says so, and a warning is printed)."""
     from translearn.build import build_model, build_run_data, build_strategy
     from translearn.checkpoint_check import load_checked
     from translearn.cli.evaluate import load_run_config, pick_checkpoint
     from translearn.evaluation.device import resolve_device
+    from translearn.run_record import check_data
 
     where = device if isinstance(device, torch.device) else resolve_device(device)
     run = Path(run)
@@ -79,6 +86,8 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
-    load_checked(ckpt, strategy)
+    note = check_data(load_checked(ckpt, strategy), ckpt, prepared, run, allow_other_data)
+    if note:
+        print(f"warning: {note}", file=sys.stderr)
     strategy.to(where).eval()
-    return LoadedRun(run, cfg, prepared, strategy, ckpt, where)
+    return LoadedRun(run, cfg, prepared, strategy, ckpt, where, note)

@@ -37,8 +37,21 @@ def fingerprint_files(kind: str, paths: list[Path], **options: object) -> str:
     for key in sorted(options):
         h.update(f"|{key}={options[key]!r}".encode())
     for p in paths:
-        h.update(f"|{p.name}:{file_sha256(p)}".encode())
+        try:
+            h.update(f"|{p.name}:{file_sha256(p)}".encode())
+        except FileNotFoundError:
+            raise DataError("file not found", path=p) from None
+        except IsADirectoryError:
+            raise DataError("is a folder, not a file", path=p) from None
+        except OSError as err:  # permission denied, an I/O error of the device, ...
+            raise DataError(f"cannot read the file: {err.strerror or err}", path=p) from None
     return h.hexdigest()
+
+
+def require_file(path: Path) -> None:
+    """DataError unless ``path`` is a file: "file not found", or "is a folder, not a file"."""
+    if not path.is_file():
+        raise DataError("is a folder, not a file" if path.is_dir() else "file not found", path=path)
 
 
 def require_files(root: str | Path, names: list[str], what: str) -> list[Path]:

@@ -25,7 +25,7 @@ from translearn.data.build import RawDomain, build_cross_domain
 from translearn.data.errors import DataError
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources import images
-from translearn.data.sources.base import fingerprint_files
+from translearn.data.sources.base import fingerprint_files, require_file
 
 _COMPRESSION = {".gz", ".bz2", ".zip", ".xz", ".zst"}
 _SEPS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
@@ -43,6 +43,8 @@ def read_text_table(path: str | Path, sep: str, names: list[str] | None = None,
                          na_filter=False, skip_blank_lines=False, quoting=quoting, on_bad_lines="error")
     except FileNotFoundError:
         raise DataError("file not found", path=path) from None
+    except OSError as e:  # permission denied, an I/O error of the device, ...
+        raise DataError(f"cannot read the file: {e.strerror or e}", path=path) from None
     except pd.errors.EmptyDataError:
         if names:
             return pd.DataFrame({n: pd.Series(dtype=str) for n in names}).rename_axis("line")
@@ -85,12 +87,13 @@ def raise_first_bad(values: pd.Series, bad: np.ndarray, path: str | Path, column
 
 
 def to_float(values: pd.Series, path: str | Path, column: str) -> np.ndarray:
-    """The column as float64; the first non-numeric (or empty) cell is a DataError."""
-    num = pd.to_numeric(values, errors="coerce")
-    bad = num.isna().to_numpy()
+    """The column as float64; the first non-numeric, empty or non-finite cell (``1e400`` reads as inf) is a
+    DataError."""
+    num = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(num)
     if bad.any():
-        raise_first_bad(values, bad, path, column, "a number")
-    return num.to_numpy(dtype=np.float64)
+        raise_first_bad(values, bad, path, column, "a finite number")
+    return num
 
 
 def to_int(values: pd.Series, path: str | Path, column: str) -> np.ndarray:
@@ -162,8 +165,7 @@ class TabularSource:
         opts = {k: v for k, v in vars(self).items() if k not in ("files", "item_files")}
         paths = list(self.files.values()) + list(self.item_files.values())
         for path in paths:
-            if not path.is_file():
-                raise DataError("file not found", path=path)
+            require_file(path)
         return fingerprint_files(
             "tabular", paths,
             files={k: p.name for k, p in self.files.items()},
@@ -185,8 +187,7 @@ class TabularSource:
 
     def _read(self, path: Path, columns: list[str], interactions: bool = True) -> pd.DataFrame:
         """One table; ``header``/``names`` apply to the interaction files (item tables have a header)."""
-        if not path.is_file():
-            raise DataError("file not found", path=path)
+        require_file(path)
         suffixes = [s.lower() for s in path.suffixes]
         ext = suffixes[-2] if len(suffixes) > 1 and suffixes[-1] in _COMPRESSION else path.suffix.lower()
         if ext == ".parquet":
@@ -198,7 +199,9 @@ class TabularSource:
         else:
             sep = self.sep or _SEPS.get(ext)
             if sep is None:
-                raise DataError(f"cannot tell the separator from the extension {ext!r}; pass sep=", path=path)
+                raise DataError(f"cannot tell the separator from the extension {ext!r}; set it with "
+                                "+data.dataset.sep=... (e.g. +data.dataset.sep=tab, or '+data.dataset.sep=\"::\"' "
+                                "for MovieLens .dat files)", path=path)
             names = self.names if interactions and not self.header else None
             df = read_text_table(path, sep, names=names)
         hint = ""

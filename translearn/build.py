@@ -24,7 +24,7 @@ from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
-from translearn.data.protocols import SampledNegatives
+from translearn.data.protocols import SampledNegatives, check_ranking
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
@@ -250,6 +250,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
             sampled = sampled_view(prepared, extra, int(cfg.data.seed), cfg.paths.get("cache_dir"))
         except ValueError as err:
             raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
+    cut = strategy.ks if set(strategy.metric_names) - {"auc", "mae", "rmse"} else []  # metrics with a k
+    check_ranking(prepared, cut, sampled, strategy.eval_domains)  # a protocol that cannot rank is refused
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,

@@ -17,7 +17,7 @@ import numpy as np
 from translearn.cache import content_key, entry_lock, read_entry, write_entry
 from translearn.data.prepared import PreparedData
 from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
-from translearn.data.protocols import FullRanking, SampledNegatives
+from translearn.data.protocols import FullRanking, SampledNegatives, check_negatives
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
@@ -196,10 +196,13 @@ def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:
     return report
 
 
-def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int) -> dict:
-    """Per valid/test row, ``n`` items the user never interacted with in the target (any role)."""
+def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int,
+                    config_key: str = "data.protocol.num_negatives") -> dict:
+    """Per valid/test row, ``n`` items the user never interacted with in the target (any role); refused
+    (``check_negatives``, naming ``config_key``) when a held-out user has fewer such items than ``n``."""
     dom = data.domains[target]
     inter = dom.interactions
+    check_negatives(n, dom.num_items, inter.users, inter.items, inter.users[roles != TRAIN], target, config_key)
     positives = NegativeSampler(inter.users, inter.items, dom.num_items)
     rng = np.random.default_rng([seed, 7])
     out = {}

@@ -22,6 +22,7 @@ from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError, DivergedError
 from translearn.losses import BPRLoss
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
+from translearn.metrics.guards import check_finite_scores
 from translearn.metrics.per_user import gather_rows, per_user_means
 from translearn.models.encoders import IdEmbedding
 from translearn.models.recommender import Query, Recommender
@@ -298,6 +299,7 @@ class TransferStrategy(pl.LightningModule):
                   domain: str | None = None) -> None:
         """Mask known items (full ranking; modifies ``scores``), rank the targets, update ``metrics``
         (``domain``: the evaluated domain, default the target)."""
+        check_finite_scores(scores, domain or self.target_domain, batch["users"])  # an error, never ranked
         targets = batch["targets"]
         if "candidates" in batch:
             target_items = batch["candidates"][:, :1]

@@ -133,6 +133,14 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     reports.append(split_report)
 
     for step in post:
+        if hasattr(step, "keep_training"):  # drops training rows of one domain (SparsifyDomain(rows='train'))
+            keep, rep = step.keep_training(data, roles[step.domain] == TRAIN)
+            dom = data.domain(step.domain)
+            sparse = dom.with_interactions(dom.interactions.take(keep))
+            data = data.replace_domains({**data.domains, step.domain: sparse})
+            roles[step.domain] = roles[step.domain][keep]
+            reports.append(rep)
+            continue
         rep = StepReport(type(step).__name__)
         new = {}
         for name, dom in data.domains.items():  # fitted on TRAIN rows only

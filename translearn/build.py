@@ -198,10 +198,11 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     eval_domains = []
     for domain in evaluated_sources(cfg):
         why = source_tower_missing(model, domain)
-        if why:  # one line, and the run goes on (a sweep over strategies mixes both kinds)
-            log.warning("evaluation.domains: %s does not evaluate source %r: %s", cls.__name__, domain, why)
-        else:
-            eval_domains.append(domain)
+        if why:  # asked for explicitly, so refused rather than dropped
+            raise ConfigError(f"config key 'evaluation.domains': {cls.__name__} cannot evaluate source {domain!r}: "
+                              f"{why}; leave it out of evaluation.domains for this strategy",
+                              config_key="evaluation.domains")
+        eval_domains.append(domain)
     # no shared users: refused unless the model bridges the domains (before a source stage is trained for nothing)
     check_bridge(cls.__name__, cls.user_bridge, facts, str(cfg.model.get("item_tower", "id")),
                  bool(model.needs_history))

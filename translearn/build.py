@@ -132,7 +132,8 @@ def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
 def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
     """The item content the model factories read (text, attributes, image paths; features cached under
     ``paths.cache_dir``). Cheap: features are computed only when a content tower asks for them."""
-    return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"))
+    return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"),
+                          max_missing_images=float(cfg.data.get("max_missing_images", 0.5)))
 
 
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:

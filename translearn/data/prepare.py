@@ -100,6 +100,14 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
         loaded.record(name, n, 0 if unused else n, {"rows of a domain not used as target or source": n}
                       if unused else {})
     data = data.replace_domains({n: d for n, d in data.domains.items() if n in (target, *sources)})
+    for name, dom in data.domains.items():  # counted here so that the report says it (the towers refuse too many)
+        if dom.image_paths is not None:
+            from translearn.content.catalog import missing_images
+
+            missing = missing_images(dom.image_paths)
+            if missing:
+                loaded.notes.append(f"{name}: {missing:,} of {dom.num_items:,} items have no image (no path, or no "
+                                    "such file); an image tower gives them a zero vector (data.max_missing_images)")
     pre = [s for s in steps if not getattr(s, "after_split", False)]
     post = [s for s in steps if getattr(s, "after_split", False)]
     data, reports = run_steps(data, pre)

@@ -24,6 +24,7 @@ import torch
 from translearn.content import template as templates
 from translearn.content import text as text_encoders
 from translearn.content.feature_cache import FeatureCache, strings_digest
+from translearn.data.sources.images import missing_images
 from translearn.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -189,13 +190,6 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     if (norms == 0).any():
         raise ValueError(f"the text encoder returned {int((norms == 0).sum())} all-zero vector(s)")
     return vectors / norms
-
-
-def missing_images(paths: np.ndarray) -> int:
-    """How many items of ``paths`` have no image: no path, or a path whose file does not exist."""
-    from translearn.content.image import has_image
-
-    return sum(1 for p in paths if not (has_image(p) and Path(str(p)).is_file()))
 
 
 def check_missing_images(paths: np.ndarray, domain: str, limit: float) -> int:

@@ -21,6 +21,7 @@ from translearn.data.protocols import FullRanking, SampledNegatives, check_negat
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
+from translearn.data.sources.images import missing_images
 from translearn.data.splits import DROPPED, TEST, TRAIN, VALID, LeaveOneOut, SplitError, SplitRoles, split_roles
 from translearn.errors import ConfigError
 
@@ -102,8 +103,6 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     data = data.replace_domains({n: d for n, d in data.domains.items() if n in (target, *sources)})
     for name, dom in data.domains.items():  # counted here so that the report says it (the towers refuse too many)
         if dom.image_paths is not None:
-            from translearn.content.catalog import missing_images
-
             missing = missing_images(dom.image_paths)
             if missing:
                 loaded.notes.append(f"{name}: {missing:,} of {dom.num_items:,} items have no image (no path, or no "

@@ -3,7 +3,6 @@ exact metrics on the source's own items, and the real entry point for id and seq
 
 from __future__ import annotations
 
-import logging
 import math
 
 import numpy as np
@@ -78,7 +77,7 @@ def test_a_model_without_a_source_tower_cannot_be_asked_from_python(hand_facts):
 
 
 @pytest.mark.parametrize("model", ["mf", "sasrec"])
-def test_the_cli_run_logs_source_metrics(model, tmp_path, caplog):
+def test_the_cli_run_logs_source_metrics(model, tmp_path):
     extra = ["model=sasrec", "model.max_history=10", "model.embedding_dim=16", "model.inner_size=32"] \
         if model == "sasrec" else []
     common = [*SMALL, *extra, "evaluation.domains=[target,source]", f"paths.cache_dir={tmp_path / 'cache'}",
@@ -93,10 +92,8 @@ def test_the_cli_run_logs_source_metrics(model, tmp_path, caplog):
     plain = build_data(cfg.data, tmp_path / "cache")  # the same data without evaluation.domains
     assert plain.key != joint["data_manifest_key"]  # the source's training data changed
     assert len(plain.train("source")) > len(build_run_data(compose(common)).train("source"))
-    with caplog.at_level(logging.WARNING, logger="translearn.build"):
-        alone = train(compose([*common, "strategy=target_only"], output_dir=tmp_path / "alone"))
-    assert not any(k.startswith("test/source/") for k in alone)
-    assert "TargetOnly does not evaluate source 'source'" in caplog.text
+    with pytest.raises(ConfigError, match="TargetOnly cannot evaluate source 'source'"):  # asked for: refused
+        train(compose([*common, "strategy=target_only"], output_dir=tmp_path / "alone"))
 
 
 def test_bad_evaluation_domains_are_config_errors(tmp_path):

@@ -24,7 +24,7 @@ from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
-from translearn.data.protocols import SampledNegatives
+from translearn.data.protocols import SampledNegatives, check_ranking
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
@@ -132,7 +132,8 @@ def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
 def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
     """The item content the model factories read (text, attributes, image paths; features cached under
     ``paths.cache_dir``). Cheap: features are computed only when a content tower asks for them."""
-    return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"))
+    return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"),
+                          max_missing_images=float(cfg.data.get("max_missing_images", 0.5)))
 
 
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
@@ -198,10 +199,11 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     eval_domains = []
     for domain in evaluated_sources(cfg):
         why = source_tower_missing(model, domain)
-        if why:  # one line, and the run goes on (a sweep over strategies mixes both kinds)
-            log.warning("evaluation.domains: %s does not evaluate source %r: %s", cls.__name__, domain, why)
-        else:
-            eval_domains.append(domain)
+        if why:  # asked for explicitly, so refused rather than dropped
+            raise ConfigError(f"config key 'evaluation.domains': {cls.__name__} cannot evaluate source {domain!r}: "
+                              f"{why}; leave it out of evaluation.domains for this strategy",
+                              config_key="evaluation.domains")
+        eval_domains.append(domain)
     # no shared users: refused unless the model bridges the domains (before a source stage is trained for nothing)
     check_bridge(cls.__name__, cls.user_bridge, facts, str(cfg.model.get("item_tower", "id")),
                  bool(model.needs_history))
@@ -250,6 +252,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
             sampled = sampled_view(prepared, extra, int(cfg.data.seed), cfg.paths.get("cache_dir"))
         except ValueError as err:
             raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
+    cut = strategy.ks if set(strategy.metric_names) - {"auc", "mae", "rmse"} else []  # metrics with a k
+    check_ranking(prepared, cut, sampled, strategy.eval_domains)  # a protocol that cannot rank is refused
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,

@@ -32,10 +32,12 @@ T = TypeVar("T")
 
 def describe(obj: Any) -> Any:
     """A JSON-able description of a config object: dataclasses by class path and fields, containers
-    recursively. Used to build cache keys, so two objects with the same description are interchangeable."""
+    recursively. Used to build cache keys, so two objects with the same description are interchangeable. A field
+    added later with ``metadata={"key_omits_default": True}`` is left out at its default (earlier keys hold)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         cls = type(obj)
-        fields = {f.name: describe(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        fields = {f.name: describe(getattr(obj, f.name)) for f in dataclasses.fields(obj)
+                  if not (f.metadata.get("key_omits_default") and getattr(obj, f.name) == f.default)}
         return {"class": f"{cls.__module__}.{cls.__qualname__}", **fields}
     if isinstance(obj, Mapping):
         return {str(k): describe(v) for k, v in obj.items()}

@@ -34,4 +34,18 @@ def format_metrics(metrics: Mapping[str, object], title: str = "") -> str:
             value = metrics.get(f"{split}/{name}" if name.split("/")[0] in sources else f"{split}/target/{name}")
             cells.append(f"{value:8.4f}" if isinstance(value, float | int) else f"{'-':>8}")
         lines.append(f"{name:<{width}}  {cells[0]}  {cells[1]}")
+    lines += notes(metrics)
     return "\n".join(lines)
+
+
+def notes(metrics: Mapping[str, object]) -> list[str]:
+    """Lines under the table for what the run recorded as not quite right (``metrics.json`` holds the same)."""
+    out = []
+    mismatch = metrics.get("selection_mismatch")
+    if isinstance(mismatch, Mapping):
+        out.append(f"WARNING model selection: the best checkpoint scored {mismatch['metric']} = "
+                   f"{float(mismatch['when_selected']):.6f} when selected but {float(mismatch['validated_again']):.6f} "
+                   "when validated again; the selected epoch may be wrong (metrics.json: selection_mismatch)")
+    for note in metrics.get("evaluation_notes") or []:
+        out.append(f"note: {note}")
+    return out

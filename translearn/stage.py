@@ -35,6 +35,7 @@ from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.prepared import PreparedData
 from translearn.data.sequence_data import HistorySpec
 from translearn.data.views import EmptySliceError
+from translearn.errors import ConfigError
 from translearn.losses import negatives_to_sample
 from translearn.models.factory import call_factory
 from translearn.models.recommender import Recommender
@@ -230,10 +231,10 @@ def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
     validate = spec.validate_domain(prepared)
     try:
         view = prepared.stage_view(domains, validate, spec.seed, hold_out=validated)
-    except EmptySliceError as err:
-        log.warning("%s: the stage trains all %d epochs without validation", err, spec.max_epochs)
-        validated = False
-        view = prepared.stage_view(domains, validate, spec.seed, hold_out=False)
+    except EmptySliceError as err:  # refused: the stage would train its whole budget unvalidated
+        raise ConfigError(f"config key 'strategy.stage.patience': {err}, so the stage cannot be validated; set "
+                          "strategy.stage.patience=null to train all strategy.stage.max_epochs epochs without "
+                          "validation", config_key="strategy.stage.patience") from None
     weights = {prepared.target: spec.lam} if spec.domains == "all" else {}
     task = StageTask(model, validate, domains, weights, optimizer=optimizer, loss=loss, ks=(10,), metrics=("ndcg",))
     data = CrossDomainDataModule(view, domains, batch_size=stage_batch_size(spec, model),

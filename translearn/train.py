@@ -80,18 +80,21 @@ def _best_epoch(path: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def check_selection(checkpoint: ModelCheckpoint, val: dict) -> None:
+def check_selection(checkpoint: ModelCheckpoint, val: dict) -> dict | None:
     """Warn when the best checkpoint, validated again after reloading, does not give the score it was
     selected with: then the model scored differently during training than it does now (e.g. a stale
-    cached table), and the epoch was picked on wrong numbers."""
+    cached table), and the epoch was picked on wrong numbers. Returns the mismatch (``metric``,
+    ``when_selected``, ``validated_again``), which the run records as ``selection_mismatch``; None if none."""
     recorded, key = checkpoint.best_model_score, checkpoint.monitor
     if recorded is None or key not in val:
-        return
+        return None
     recorded, again = float(recorded), float(val[key])
     if abs(again - recorded) > 1e-6 + 1e-4 * abs(recorded):
         log.warning("model selection: the best checkpoint scored %s = %.6f when it was selected but %.6f when "
                     "validated again after reloading; the validation during training did not see the model "
                     "as saved, so the selected epoch may be wrong", key, recorded, again)
+        return {"metric": key, "when_selected": recorded, "validated_again": again}
+    return None
 
 
 def train(cfg: DictConfig) -> dict:
@@ -129,8 +132,7 @@ def train(cfg: DictConfig) -> dict:
     # one dict per dataloader (two with evaluation.sampled_negatives); the keys never collide
     val = {k: v for d in trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
            for k, v in d.items()}
-    if best:
-        check_selection(checkpoint, val)
+    mismatch = check_selection(checkpoint, val) if best else None
     if untrained:  # so that translearn-eval, -features and -recommend read the evaluated model
         best = str(Path(checkpoint.dirpath if checkpoint is not None else run_dir / "checkpoints") / "untrained.ckpt")
         trainer.save_checkpoint(best)
@@ -145,6 +147,9 @@ def train(cfg: DictConfig) -> dict:
         "seed": int(cfg.seed),
         "data_seed": int(cfg.data.seed),
         "repeats": strategy.repeats,
+        "selection_mismatch": mismatch,  # not null: the selected epoch was picked on numbers that do not come back
+        # what a reader of the numbers must know (e.g. fusion's validation chose its weight: optimistic)
+        "evaluation_notes": [note for note in (getattr(strategy, "validation_note", None),) if note],
         "strategy": cfg.strategy._target_.rsplit(".", 1)[-1],
         "data": cfg.data.name,
         "target_domain": prepared.target,

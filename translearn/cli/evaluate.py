@@ -41,8 +41,27 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
             node.pop("defaults", None)
             OmegaConf.update(cfg, key.replace("/", "."), node, merge=False)
         else:
+            if key.startswith("+"):  # a new key, as translearn-train's +key=value
+                key = key[1:]
+            else:
+                check_known_key(cfg, key, item)
             OmegaConf.update(cfg, key, yaml.safe_load(value) if value else value, merge=False)
     return cfg
+
+
+def check_known_key(cfg: DictConfig, key: str, item: str) -> None:
+    """Refuse ``key=value`` for a key that is neither in the run's saved config nor in today's default config
+    (a key added since the run was made): a typo such as ``evaluation.repeat=keep`` would otherwise change
+    nothing, silently. ``+key=value`` adds a key on purpose."""
+    missing = object()
+    if OmegaConf.select(cfg, key, default=missing) is not missing:
+        return
+    from translearn.cli.config import compose
+
+    if OmegaConf.select(compose([]), key, default=missing) is not missing:
+        return
+    raise ConfigError(f"override {item!r}: key {key!r} is not in the run's config (RUN/.hydra/config.yaml); check "
+                      f"the spelling, or add a new key with +{item}", config_key=key)
 
 
 def load_run_config(run: Path, overrides: list[str]) -> DictConfig:

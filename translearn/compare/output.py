@@ -25,13 +25,13 @@ def cells(row: dict) -> list[str]:
     pop = row.get("vs_popularity") or {}
     return [row["row"], row["strategy"], str(row["n"]), ",".join(map(str, row["seeds"])),
             f"{_num(row['mean'])} {_interval(row['ci'], _num)}", _pct(row["gain"]), _interval(row["gain_ci"]),
-            _interval(row["gain_ci_seeds"]), row["verdict"] or "-", _pct(pop.get("gain")),
-            _interval(pop.get("gain_ci")), pop.get("verdict") or "-"]
+            _interval(row["gain_ci_seeds"]), row["verdict"] or "-", row.get("basis_short") or "-",
+            _pct(pop.get("gain")), _interval(pop.get("gain_ci")), pop.get("verdict") or "-"]
 
 
 def header(metric: str) -> list[str]:
     return ["row", "strategy", "n", "seeds", f"{metric} mean [95% CI, seeds]", "gain vs target_only",
-            "95% CI (users)", "95% CI (seeds)", "verdict", "gain vs popularity", "95% CI", "verdict"]
+            "95% CI (basis)", "95% CI (seeds)", "verdict", "basis", "gain vs popularity", "95% CI", "verdict"]
 
 
 def text_table(rows: list[dict], metric: str, failed: list[FailedRun]) -> str:

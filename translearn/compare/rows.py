@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from translearn.compare.runs import RunRecord
-from translearn.compare.stats import paired_bootstrap, t_interval, verdict
+from translearn.compare.stats import t_interval, two_level_bootstrap, verdict
 from translearn.errors import ConfigError
 
 BASELINES = {"target_only": "TargetOnly", "popularity": "Popularity"}
@@ -114,21 +114,26 @@ def gain_over(group: Group, base: Group, metric: str) -> dict:
            "gain_ci_seeds": [seed_ci[1], seed_ci[2]] if seed_ci else None}
     paired = _paired_values(mine, theirs, seeds, metric)
     if paired is not None:
-        result = paired_bootstrap(*paired)
+        result = two_level_bootstrap(*paired)
+        n_seeds = len(paired[0])
+        basis = (f"two-level bootstrap: {n_seeds} seeds, then {result.users:,} users within each seed"
+                 if n_seeds > 1 else f"paired bootstrap over {result.users:,} users; one seed: the spread between "
+                 "seeds is not measured")
         out |= {"gain": result.gain, "gain_ci": list(result.gain_ci), "verdict": verdict(*result.diff_ci),
-                "basis": f"paired bootstrap over {result.users:,} users"}
+                "basis": basis, "basis_short": f"{n_seeds} seeds x users" if n_seeds > 1 else "users, 1 seed"}
     elif seed_ci is not None:
         out |= {"gain": out["gain_seeds"], "gain_ci": out["gain_ci_seeds"], "verdict": verdict(*out["gain_ci_seeds"]),
-                "basis": f"t-interval over {len(per_seed)} seeds (no per-user file)"}
+                "basis": f"t-interval over {len(per_seed)} seeds (no per-user file)",
+                "basis_short": f"{len(per_seed)} seeds (t)"}
     else:
         out |= {"gain": out["gain_seeds"], "gain_ci": None, "verdict": "no_evidence",
-                "basis": "one seed and no per-user file"}
+                "basis": "one seed and no per-user file", "basis_short": "1 seed, no users"}
     return out
 
 
 def _paired_values(mine: dict, theirs: dict, seeds: list, metric: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Per-user values averaged over the seeds, for the users every run evaluated: ([U], [U]); None when
-    a run has no per-user file."""
+    """Per-user values of each seed, for the users every run evaluated with a value in every run:
+    ([S, U], [S, U]); None when a run has no per-user file."""
     tables = []
     for s in seeds:
         for run in (mine[s], theirs[s]):
@@ -140,9 +145,10 @@ def _paired_values(mine: dict, theirs: dict, seeds: list, metric: str) -> tuple[
     if not users:
         return None
     values = np.array([[t[u] for u in users] for t in tables])  # [2 * seeds, U]: mine, theirs, mine, ...
-    a, b = np.nanmean(values[0::2], axis=0), np.nanmean(values[1::2], axis=0)
-    keep = ~(np.isnan(a) | np.isnan(b))
-    return a[keep], b[keep]
+    keep = ~np.isnan(values).any(axis=0)
+    if not keep.any():
+        return None
+    return values[0::2, keep], values[1::2, keep]
 
 
 def summarise(groups: list[Group], metric: str, extra: list[str]) -> list[dict]:
@@ -158,8 +164,8 @@ def summarise(groups: list[Group], metric: str, extra: list[str]) -> list[dict]:
         for key in extra:
             vals = g.values(key)
             row[key] = [statistics.mean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0] if vals else None
-        for name, cls in BASELINES.items():
-            if g.strategy == cls or not values:
+        for name in BASELINES:
+            if g.strategy in BASELINES.values() or not values:  # a baseline gets no transfer verdict
                 continue
             base = find_baseline(g, groups, name)
             if base is not None:
@@ -167,6 +173,7 @@ def summarise(groups: list[Group], metric: str, extra: list[str]) -> list[dict]:
         vs = g.gains.get("target_only", {})
         row |= {"gain": vs.get("gain"), "gain_ci": vs.get("gain_ci"), "verdict": vs.get("verdict"),
                 "gain_ci_seeds": vs.get("gain_ci_seeds"), "basis": vs.get("basis"),
+                "basis_short": vs.get("basis_short"),
                 "vs_popularity": g.gains.get("popularity")}
         rows.append(row)
     return rows

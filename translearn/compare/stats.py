@@ -1,4 +1,5 @@
-"""The statistics behind a verdict: a t-interval over seeds and a paired bootstrap over users."""
+"""The statistics behind a verdict: a t-interval over seeds, and a two-level bootstrap (seeds, then users within
+a seed) of paired per-user values."""
 
 from __future__ import annotations
 
@@ -52,6 +53,35 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, s
     low, high = np.percentile(rel, tails) if np.isfinite(rel).all() else (math.nan, math.nan)
     d_low, d_high = np.percentile(mean_a - mean_b, tails)
     return PairedGain(gain, (float(low), float(high)), (float(d_low), float(d_high)), n)
+
+
+def two_level_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
+                        cells: int = 4_000_000) -> PairedGain:
+    """Paired per-user values of several seeds, ``a`` [S, U] and ``b`` [S, U] (row s: seed s of each side,
+    the same users in every row). Each resample draws S seeds with replacement, then U users with replacement
+    within each drawn seed (the pair of runs of a seed moves together), so that both the spread between seeds
+    and the spread between users enter the interval. With one seed it is the paired bootstrap over users."""
+    a, b = np.atleast_2d(np.asarray(a, dtype=np.float64)), np.atleast_2d(np.asarray(b, dtype=np.float64))
+    if a.shape != b.shape or a.ndim != 2 or a.size == 0:
+        raise ValueError(f"two_level_bootstrap needs two equal non-empty [seeds, users] arrays, got {a.shape} and "
+                         f"{b.shape}")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_users = a.shape
+    chunk = max(1, min(resamples, cells // (n_seeds * n_users)))
+    mean_a, mean_b = np.empty(resamples), np.empty(resamples)
+    for start in range(0, resamples, chunk):
+        r = min(chunk, resamples - start)
+        seeds = rng.integers(0, n_seeds, size=(r, n_seeds, 1))  # [R, S, 1]
+        users = rng.integers(0, n_users, size=(r, n_seeds, n_users))  # [R, S, U]
+        mean_a[start : start + r] = a[seeds, users].mean((1, 2))
+        mean_b[start : start + r] = b[seeds, users].mean((1, 2))
+    tails = [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = mean_a / mean_b - 1.0
+        gain = float(a.mean() / b.mean() - 1.0) if b.mean() > 0 else math.nan
+    low, high = np.percentile(rel, tails) if np.isfinite(rel).all() else (math.nan, math.nan)
+    d_low, d_high = np.percentile(mean_a - mean_b, tails)
+    return PairedGain(gain, (float(low), float(high)), (float(d_low), float(d_high)), n_users)
 
 
 def verdict(low: float, high: float) -> str:

@@ -12,6 +12,7 @@ and ``image_features`` into frozen image-backbone vectors, both cached by conten
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,10 @@ import torch
 from translearn.content import template as templates
 from translearn.content import text as text_encoders
 from translearn.content.feature_cache import FeatureCache, strings_digest
+from translearn.data.sources.images import missing_images
 from translearn.errors import ConfigError, UserError
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from translearn.data.prepared import PreparedData
@@ -74,6 +78,9 @@ class ItemCatalog:
     domains: dict[str, DomainItems]
     cache_dir: Path | None = None
     encode: Encode | None = None
+    # the largest share of a domain's items that may lack an image (no path, or no such file) before
+    # ``image_features`` refuses (``data.max_missing_images``); those items get a zero image vector
+    max_missing_images: float = 0.5
     _features: FeatureCache = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -82,14 +89,14 @@ class ItemCatalog:
 
     @classmethod
     def of(cls, prepared: PreparedData, cache_dir: str | Path | None = None,
-           encode: Encode | None = None) -> ItemCatalog:
+           encode: Encode | None = None, max_missing_images: float = 0.5) -> ItemCatalog:
         """The catalog of the prepared data's domains (sources first, then the target)."""
         domains = {}
         for name in prepared.domains:
             dom = prepared.data.domain(name)
             domains[name] = DomainItems(name, dom.num_items, dom.item_ids, dom.item_text, dom.item_attributes,
                                         dom.image_paths)
-        return cls(domains, None if cache_dir is None else Path(cache_dir), encode)
+        return cls(domains, None if cache_dir is None else Path(cache_dir), encode, max_missing_images)
 
     def domain(self, name: str) -> DomainItems:
         if name not in self.domains:
@@ -162,6 +169,7 @@ class ItemCatalog:
         if items.image_paths is None:
             raise ConfigError(f"model.item_tower: domain {domain!r} has no item images (its data source gives "
                               "none; see docs/data.md, item images)", config_key="model.item_tower")
+        check_missing_images(items.image_paths, domain, self.max_missing_images)
         features = image_features(self._features, items.image_paths, backbone, weights, allow_random, image_size,
                                   batch_size, what=f"image features of {domain!r}")
         return torch.from_numpy(features.copy())
@@ -182,3 +190,21 @@ def _normalised(vectors: np.ndarray) -> np.ndarray:
     if (norms == 0).any():
         raise ValueError(f"the text encoder returned {int((norms == 0).sum())} all-zero vector(s)")
     return vectors / norms
+
+
+def check_missing_images(paths: np.ndarray, domain: str, limit: float) -> int:
+    """Count the items of ``domain`` without an image (logged; they get a zero image vector) and refuse when
+    their share exceeds ``limit`` (``data.max_missing_images``). Returns the count."""
+    n = len(paths)
+    missing = missing_images(paths)
+    if not missing:
+        return 0
+    share = missing / max(n, 1)
+    log.warning("image tower: %d of %d items of domain %r (%.1f%%) have no image and get a zero image vector "
+                "(data.max_missing_images=%g)", missing, n, domain, 100 * share, limit)
+    if share > limit:
+        raise ConfigError(f"config key 'data.max_missing_images': {missing} of {n} items of domain {domain!r} "
+                          f"({100 * share:.1f}%) have no image (no path, or no such file), more than the limit "
+                          f"{limit:g}; fix the image paths (data.dataset.image_dir / image_column), or raise the "
+                          "limit to train with zero vectors for them", config_key="data.max_missing_images")
+    return missing

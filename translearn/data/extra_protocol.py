@@ -40,7 +40,8 @@ def sampled_view(prepared: PreparedData, num_negatives: int, seed: int,
     path = None if cache_dir is None else Path(cache_dir) / "sampled_protocol" / f"{prepared.key}-{num_negatives}.npz"
     negatives = _read(path, prepared) if path is not None and path.is_file() else None
     if negatives is None:
-        negatives = _eval_negatives(prepared.data, prepared.target, prepared.roles, num_negatives, seed)
+        negatives = _eval_negatives(prepared.data, prepared.target, prepared.roles, num_negatives, seed,
+                                    "evaluation.sampled_negatives")
         if path is not None:
             buffer = io.BytesIO()
             np.savez(buffer, **negatives)

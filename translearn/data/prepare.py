@@ -17,10 +17,11 @@ import numpy as np
 from translearn.cache import content_key, entry_lock, read_entry, write_entry
 from translearn.data.prepared import PreparedData
 from translearn.data.preprocess import ImplicitFeedback, StepReport, run_steps
-from translearn.data.protocols import FullRanking, SampledNegatives
+from translearn.data.protocols import FullRanking, SampledNegatives, check_negatives
 from translearn.data.sampling import NegativeSampler
 from translearn.data.schema import CrossDomainData
 from translearn.data.sources.base import DataSource
+from translearn.data.sources.images import missing_images
 from translearn.data.splits import DROPPED, TEST, TRAIN, VALID, LeaveOneOut, SplitError, SplitRoles, split_roles
 from translearn.errors import ConfigError
 
@@ -103,6 +104,12 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
         loaded.record(name, n, 0 if unused else n, {"rows of a domain not used as target or source": n}
                       if unused else {})
     data = data.replace_domains({n: d for n, d in data.domains.items() if n in (target, *sources)})
+    for name, dom in data.domains.items():  # counted here so that the report says it (the towers refuse too many)
+        if dom.image_paths is not None:
+            missing = missing_images(dom.image_paths)
+            if missing:
+                loaded.notes.append(f"{name}: {missing:,} of {dom.num_items:,} items have no image (no path, or no "
+                                    "such file); an image tower gives them a zero vector (data.max_missing_images)")
     pre = [s for s in steps if not getattr(s, "after_split", False)]
     post = [s for s in steps if getattr(s, "after_split", False)]
     data, reports = run_steps(data, pre)
@@ -141,6 +148,14 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
     reports.append(split_report)
 
     for step in post:
+        if hasattr(step, "keep_training"):  # drops training rows of one domain (SparsifyDomain(rows='train'))
+            keep, rep = step.keep_training(data, roles[step.domain] == TRAIN)
+            dom = data.domain(step.domain)
+            sparse = dom.with_interactions(dom.interactions.take(keep))
+            data = data.replace_domains({**data.domains, step.domain: sparse})
+            roles[step.domain] = roles[step.domain][keep]
+            reports.append(rep)
+            continue
         rep = StepReport(type(step).__name__)
         new = {}
         for name, dom in data.domains.items():  # fitted on TRAIN rows only
@@ -204,10 +219,13 @@ def _ratings_note(data: CrossDomainData, steps: list[Any]) -> StepReport:
     return report
 
 
-def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int) -> dict:
-    """Per valid/test row, ``n`` items the user never interacted with in the target (any role)."""
+def _eval_negatives(data: CrossDomainData, target: str, roles: np.ndarray, n: int, seed: int,
+                    config_key: str = "data.protocol.num_negatives") -> dict:
+    """Per valid/test row, ``n`` items the user never interacted with in the target (any role); refused
+    (``check_negatives``, naming ``config_key``) when a held-out user has fewer such items than ``n``."""
     dom = data.domains[target]
     inter = dom.interactions
+    check_negatives(n, dom.num_items, inter.users, inter.items, inter.users[roles != TRAIN], target, config_key)
     positives = NegativeSampler(inter.users, inter.items, dom.num_items)
     rng = np.random.default_rng([seed, 7])
     out = {}

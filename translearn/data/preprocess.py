@@ -185,36 +185,62 @@ class KCore:
 class SparsifyDomain:
     """Simulate a sparse domain. ``by='interactions'``: keep a random ``keep_fraction`` of its rows.
     ``by='users'``: keep the rows of a random ``keep_fraction`` of the users it shares with other
-    domains; the other shared users lose all their rows in this domain."""
+    domains; the other shared users lose all their rows in this domain.
+
+    ``rows='all'`` (default) drops from every row before the split, so the held-out rows and the evaluated
+    users change with the fraction. ``rows='train'`` runs after the split and drops training rows only: the
+    same held-out rows and users at every fraction, so a dense and a sparse setting compare user for user.
+    """
 
     domain: str
     keep_fraction: float
     by: str = "interactions"
     seed: int = 0
+    # absent from the cache key at its default, so data prepared before the option keeps its key
+    rows: str = field(default="all", metadata={"key_omits_default": True})
 
-    def __call__(self, data: CrossDomainData) -> tuple[CrossDomainData, StepReport]:
+    def __post_init__(self) -> None:
+        if self.rows not in ("all", "train"):
+            raise ValueError(f"SparsifyDomain.rows must be 'all' (before the split) or 'train' (training rows, "
+                             f"after the split), got {self.rows!r}")
+
+    @property
+    def after_split(self) -> bool:
+        return self.rows == "train"
+
+    def _keep(self, data: CrossDomainData) -> tuple[np.ndarray, str]:
         if not 0.0 < self.keep_fraction <= 1.0:
             raise ValueError(f"SparsifyDomain.keep_fraction must be in (0, 1], got {self.keep_fraction}")
         if self.by not in ("interactions", "users"):
             raise ValueError(f"SparsifyDomain.by must be 'interactions' or 'users', got {self.by!r}")
-        dom = data.domain(self.domain)
-        inter = dom.interactions
+        inter = data.domain(self.domain).interactions
         rng = np.random.default_rng(self.seed)
-        report = StepReport(f"sparsify({self.by}, keep {self.keep_fraction:g})")
         if self.by == "interactions":
-            keep = rng.random(len(inter)) < self.keep_fraction
-            reason = f"rows dropped at random (kept {self.keep_fraction:g})"
-        else:
-            others = [n for n in data.domain_names if n != self.domain]
-            shared = np.unique(np.concatenate([data.overlapping_users(self.domain, o) for o in others] or
-                                              [np.zeros(0, dtype=np.int64)]))
-            dropped_users = shared[rng.random(len(shared)) >= self.keep_fraction]
-            keep = ~np.isin(inter.users, dropped_users)
-            reason = f"rows of {len(dropped_users):,} of {len(shared):,} shared users"
-        report.record(self.domain, len(inter), int(keep.sum()), {reason: int((~keep).sum())})
+            return rng.random(len(inter)) < self.keep_fraction, f"rows dropped at random (kept {self.keep_fraction:g})"
+        others = [n for n in data.domain_names if n != self.domain]
+        shared = np.unique(np.concatenate([data.overlapping_users(self.domain, o) for o in others] or
+                                          [np.zeros(0, dtype=np.int64)]))
+        dropped_users = shared[rng.random(len(shared)) >= self.keep_fraction]
+        return ~np.isin(inter.users, dropped_users), f"rows of {len(dropped_users):,} of {len(shared):,} shared users"
+
+    def __call__(self, data: CrossDomainData) -> tuple[CrossDomainData, StepReport]:
+        keep, reason = self._keep(data)
+        dom = data.domain(self.domain)
+        report = StepReport(f"sparsify({self.by}, keep {self.keep_fraction:g}, every row before the split)")
+        report.record(self.domain, len(keep), int(keep.sum()), {reason: int((~keep).sum())})
         out = dict(data.domains)
-        out[self.domain] = dom.with_interactions(inter.take(keep))
+        out[self.domain] = dom.with_interactions(dom.interactions.take(keep))
         return data.replace_domains(out), report
+
+    def keep_training(self, data: CrossDomainData, train: np.ndarray) -> tuple[np.ndarray, StepReport]:
+        """``rows='train'``: bool [N_domain] rows to keep (every held-out row; a ``keep_fraction`` of the
+        training rows, drawn as ``rows='all'`` draws over every row) and the step's report."""
+        keep, reason = self._keep(data)
+        keep = keep | ~train
+        report = StepReport(f"sparsify({self.by}, keep {self.keep_fraction:g}, training rows after the split; "
+                            "held-out rows and users unchanged)")
+        report.record(self.domain, len(keep), int(keep.sum()), {f"training {reason}": int((~keep).sum())})
+        return keep, report
 
 
 def compact(data: CrossDomainData) -> tuple[CrossDomainData, StepReport]:

@@ -22,6 +22,7 @@ from torchmetrics import Metric
 from translearn.evaluation.loaders import TARGET, TARGET_SAMPLED, EvalLoader, eval_loaders
 from translearn.evaluation.scoring import candidate_scores, full_scores
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
+from translearn.metrics.guards import check_finite_scores
 from translearn.metrics.per_user import gather_rows, per_user_means
 
 STAGES = ("val", "test")
@@ -125,6 +126,7 @@ class Evaluator(nn.Module):
                   domain: str | None = None) -> None:
         """Mask known items (full ranking; modifies ``scores`` [B, I]), rank the targets, update ``metrics``
         (``domain``: the evaluated domain, default the target; ``strategy`` predicts ratings for MAE / RMSE)."""
+        check_finite_scores(scores, domain or strategy.target_domain, batch["users"])  # an error, never ranked
         targets = batch["targets"]
         if "candidates" in batch:
             target_items = batch["candidates"][:, :1]

@@ -36,7 +36,8 @@ def encoder_features(cfg: DictConfig, kind: str = "text", domains: list[str] | N
     if kind not in KINDS:
         raise OutputError(f"--encoder: expected one of {', '.join(KINDS)}, got {kind!r}")
     prepared = build_run_data(cfg)
-    catalog = ItemCatalog.of(prepared, cfg.paths.cache_dir)
+    catalog = ItemCatalog.of(prepared, cfg.paths.cache_dir,
+                             max_missing_images=float(cfg.data.get("max_missing_images", 0.5)))
     unknown = [d for d in domains or () if d not in prepared.domains]
     if unknown:
         raise OutputError(f"--domain: unknown domain(s) {', '.join(map(repr, unknown))}; the data has "

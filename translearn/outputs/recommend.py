@@ -6,7 +6,7 @@ it was evaluated), in another domain ``model.score_all(domain, query)``; on the 
 The query of an id model is the user index; of a sequence model, the user's latest history
 (``HistoryIndex.latest_queries``: all their rows in the model's history scope, or training rows only under
 ``exclude="train"``), in the split's order and tie rule. Known items (``known.KnownItems``) are left out;
-a non-finite score ranks after every finite one; ties go to the lower item index. A user with fewer than
+a non-finite score is an error (``DivergedError``); ties go to the lower item index. A user with fewer than
 k candidates left gets a shorter list.
 """
 
@@ -26,6 +26,7 @@ from translearn.data.history import HistoryIndex
 from translearn.data.prepared import PreparedData
 from translearn.evaluation.device import move_batch
 from translearn.evaluation.scoring import full_scores
+from translearn.metrics.guards import check_finite_scores
 from translearn.models.recommender import Query
 from translearn.outputs.known import KnownItems
 from translearn.outputs.progress import bar, chunks
@@ -139,6 +140,7 @@ def recommend(loaded: LoadedRun, users: np.ndarray | None = None, k: int = 10, d
     for start, end in bar(steps, len(steps), f"recommend {domain}", show):
         query = queries.batch(start, end)
         scores = full_scores(loaded.strategy, domain, query).float()
+        check_finite_scores(scores, domain, torch.from_numpy(users[start:end]), "recommendations")
         ranked = torch.where(torch.isfinite(scores), scores, torch.finfo(scores.dtype).min)
         rows, cols = known.of_users(users[start:end])
         ranked[torch.from_numpy(rows).to(ranked.device), torch.from_numpy(cols).to(ranked.device)] = float("-inf")

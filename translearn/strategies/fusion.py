@@ -52,6 +52,12 @@ class Fusion(TransferStrategy):
         self.grid_metrics = nn.ModuleList(
             [nn.ModuleDict(self.evaluator.metric_set()) for _ in self.weights])
 
+    @property
+    def validation_note(self) -> str:
+        """What the run's table and ``metrics.json`` (``evaluation_notes``) say about its validation numbers."""
+        return (f"val/target/* is optimistic for Fusion: its weight was chosen among {len(self.weights)} "
+                "(strategy.weights) on this same validation split (val/fusion/weight); compare it on test")
+
     def train(self, mode: bool = True) -> Fusion:
         super().train(mode)
         self.source_scorer.eval()

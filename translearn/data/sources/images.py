@@ -21,6 +21,16 @@ log = logging.getLogger(__name__)
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")  # the first one present wins for an item
 
 
+def missing_images(paths: np.ndarray) -> int:
+    """How many entries of ``image_paths`` name no image: no path (None, NaN, ""), or no such file."""
+    def present(p: object) -> bool:
+        if p is None or (isinstance(p, float) and np.isnan(p)) or not str(p).strip():
+            return False
+        return Path(str(p)).is_file()
+
+    return sum(1 for p in paths if not present(p))
+
+
 def image_dir_of(image_dir: str | Path | Mapping[str, str | Path] | None, domain: str) -> Path | None:
     """The image folder of ``domain``: one folder for all domains, or a mapping domain -> folder."""
     if image_dir is None:

@@ -26,14 +26,14 @@ def _joint(prepared, hand_facts, **kwargs) -> Joint:
 
 def test_the_data_module_names_its_loaders_in_order(tiny_data, static_source):
     prepared = prepare(static_source(tiny_data), "t", ["s"], held_out_sources=["s"])
-    dm = CrossDomainDataModule(prepared, ["t"], sampled=sampled_view(prepared, 2, seed=0), eval_domains=["s"])
+    dm = CrossDomainDataModule(prepared, ["t"], sampled=sampled_view(prepared, 1, seed=0), eval_domains=["s"])
     named = dm.eval_loaders
     assert [(x.name, x.domain, x.protocol) for x in named] == [
         ("target", "t", "full"), ("target/sampled", "t", "sampled"), ("s", "s", "full")]
     assert len(dm.val_dataloader()) == len(named) == len(dm.test_dataloader())
     assert [x.key("test", "ndcg@10") for x in named] == ["test/target/ndcg@10", "test/target/sampled/ndcg@10",
                                                          "test/s/ndcg@10"]
-    primary_sampled = CrossDomainDataModule(sampled_view(prepared, 2, seed=0), ["t"])
+    primary_sampled = CrossDomainDataModule(sampled_view(prepared, 1, seed=0), ["t"])
     assert primary_sampled.eval_loaders == [EvalLoader("target", "t", "sampled")]
 
 
@@ -67,7 +67,7 @@ def test_evaluation_state_stays_out_of_checkpoints(tiny_data, static_source, han
 def test_a_trainer_logs_each_named_loader_under_its_keys(tiny_data, static_source, hand_facts):
     prepared = prepare(static_source(tiny_data), "t", ["s"], held_out_sources=["s"])
     strategy = _joint(prepared, hand_facts, eval_domains=["s"])
-    dm = CrossDomainDataModule(prepared, strategy.train_domains, sampled=sampled_view(prepared, 2, seed=0),
+    dm = CrossDomainDataModule(prepared, strategy.train_domains, sampled=sampled_view(prepared, 1, seed=0),
                                eval_domains=["s"])
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False)
@@ -119,7 +119,7 @@ def test_fusion_tunes_on_the_target_loader_and_reports_the_others_by_name(tiny_d
     strategy = Fusion(matrix_factorization(prepared.num_users, sizes, 2), "t", ["s"],
                       source_model=matrix_factorization(prepared.num_users, sizes, 2), weights=[0.0, 1.0], ks=(1,),
                       metrics=("hr",), select_metric="hr@1")
-    dm = CrossDomainDataModule(prepared, ["t"], sampled=sampled_view(prepared, 2, seed=0))
+    dm = CrossDomainDataModule(prepared, ["t"], sampled=sampled_view(prepared, 1, seed=0))
     trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                          enable_checkpointing=False)
     got = {k for part in trainer.validate(strategy, datamodule=dm, verbose=False) for k in part}

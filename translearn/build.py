@@ -252,7 +252,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
             sampled = sampled_view(prepared, extra, int(cfg.data.seed), cfg.paths.get("cache_dir"))
         except ValueError as err:
             raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
-    cut = strategy.ks if set(strategy.metric_names) - {"auc", "mae", "rmse"} else []  # metrics with a k
+    evaluator = strategy.evaluator
+    cut = evaluator.ks if set(evaluator.metric_names) - {"auc", "mae", "rmse"} else []  # metrics with a k
     check_ranking(prepared, cut, sampled, strategy.eval_domains)  # a protocol that cannot rank is refused
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
-    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared), for_loading=True)  # never trains
     load_checked(ckpt, strategy)
     datamodule = build_datamodule(cfg, prepared, strategy)
     import pytorch_lightning as pl

@@ -70,7 +70,7 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
-    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared), for_loading=True)  # never trains
     load_checked(ckpt, strategy)
     strategy.eval()
     return LoadedRun(run, cfg, prepared, strategy, ckpt)

@@ -378,7 +378,7 @@ def _train_stage(cfg: DictConfig, prepared: PreparedData, entry: Path) -> Stage:
         def move(tmp: Path) -> None:
             atomic_write_json(folder / "metrics.json", summary)
             atomic_write_json(folder / "meta.json", meta)
-            (folder / "config.yaml").write_text(OmegaConf.to_yaml(stage_cfg))
+            (folder / "config.yaml").write_text(OmegaConf.to_yaml(stage_cfg, resolve=True))
             for item in list(folder.iterdir()):
                 shutil.move(str(item), tmp / item.name)
 

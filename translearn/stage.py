@@ -141,7 +141,7 @@ class StageSpec:
 
 
 def load_model_weights(model: Recommender, path: str | Path) -> Recommender:
-    """Load a stage ``model.pt`` or a training run's Lightning checkpoint (its ``model.*`` weights).
+    """Load a ``model.pt`` state dict or a run's or stage's Lightning checkpoint (its ``model.*`` weights).
 
     Weights the file has beyond the model's (e.g. a joint run's extra item towers) are ignored; weights
     the model needs but the file lacks are an error that lists them.
@@ -181,7 +181,7 @@ def _main_batch_size(cfg: DictConfig) -> int:
 
     factory = _instantiate(cfg.model, "model")
     # a tiny model that tells the family (an id tower: it reads no content)
-    probe = factory(num_users=1, num_items={"probe": 1},
+    probe = factory(num_users=1, num_items={str(cfg.data.target_domain): 1},
                     **({"item_tower": "id"} if accepts(factory, "item_tower") else {}))
     return train_batch_size(cfg, probe)
 
@@ -361,7 +361,7 @@ def _train_stage(cfg: DictConfig, prepared: PreparedData, entry: Path) -> Stage:
     with _own_rng(spec.seed), _log_file(folder / "train.log" if rank_zero else None):
         model = build_model(stage_cfg, view)
         strategy = build_strategy(stage_cfg, view, model)
-        strategy.training_name = "the source stage"
+        strategy.training_name = "source stage"  # "source stage diverged at epoch ..."
         name_validated_domain(strategy, validate)
         trainer, summary = fit_run(stage_cfg, view, strategy, splits=("val",) if validated else ())
     summary["wall_time_s"] = round(time.time() - start, 2)

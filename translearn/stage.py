@@ -260,6 +260,7 @@ def stage_config(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, folde
     else:  # no validation slice: the last epoch's weights, in checkpoints/last.ckpt
         callbacks.pop("early_stopping")
         callbacks["model_checkpoint"].update(monitor=None, filename="last", mode="min")
+    callbacks["epoch_log"]["name"] = "source stage"  # "source stage epoch 3/200 loss ... val/arts/ndcg@10 ..."
     plain["callbacks"] = callbacks
     plain["logger"] = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": "${paths.output_dir}",
                                "name": "csv", "version": ""}} if plain.get("logger") else None

@@ -104,3 +104,14 @@ def test_a_rating_stage_selects_and_stops_on_the_lowest_validation_rmse(tmp_path
     best = min(per_epoch, key=per_epoch.get)
     assert stage["best_epoch"] == best != max(per_epoch, key=per_epoch.get)  # mode=max would keep the worst
     assert summary["stage/val/source/rmse"] == pytest.approx(per_epoch[best], abs=1e-6)
+
+
+def test_a_stage_without_validation_keeps_its_last_epoch(tmp_path, run_overrides):
+    overrides = [*run_overrides, "logger=none", "strategy=finetune", *QUICK, "strategy.stage.patience=null"]
+    summary = train(compose(overrides, output_dir=tmp_path / "run"))
+    entry = Path(summary["stage_dir"])
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["validated_on"] is None and meta["monitor"] is None and meta["checkpoint"] == "checkpoints/last.ckpt"
+    assert [p.name for p in (entry / "checkpoints").iterdir()] == ["last.ckpt"]
+    assert summary["stage/epochs_run"] == 2 and summary["stage/best_epoch"] == 1
+    assert not any(k.startswith("stage/val/") for k in summary)  # nothing was validated

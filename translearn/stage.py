@@ -282,7 +282,8 @@ def read_stage(cfg: DictConfig, prepared: PreparedData) -> Recommender:
     raise StageMissingError(
         f"source stage missing: {cfg.strategy._target_.rsplit('.', 1)[-1]} starts from a stage model that is not "
         f"in the cache ({stage}); train it with the run's own command, `translearn-train <its overrides> "
-        f"paths.cache_dir={cfg.paths.cache_dir}` (add trainer.max_epochs=0 to train the stage alone), or set "
+        f"paths.cache_dir={cfg.paths.cache_dir}` (with trainer.max_epochs=0 it trains the stage and only "
+        "evaluates), or set "
         "strategy.source_ckpt=<a stage checkpoint or run .ckpt>", file=stage)
 
 

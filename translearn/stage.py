@@ -213,15 +213,16 @@ def source_shell(cfg: DictConfig, prepared: PreparedData) -> Recommender:
 
 
 def stage_entry(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, shell: Recommender) -> Path:
-    """The stage's cache folder, ``<paths.cache_dir>/stage/<key>``: the key covers the prepared data, the stage
-    spec, the model, optimiser, loss and trainer settings (not the devices) and a content tower's frozen
-    inputs, so the same stage is found again on any machine."""
+    """The stage's cache folder, ``<paths.cache_dir>/stage/<key>`` (``<run folder>/stage/<key>`` without a cache):
+    the key covers the prepared data, the stage spec, the model, optimiser, loss and trainer settings (not the
+    devices) and a content tower's frozen inputs, so the same stage is found again on any machine."""
     trainer = {k: v for k, v in (_plain(cfg.get("trainer")) or {}).items() if k not in _NOT_IN_KEY}
     frozen = frozen_inputs_digest(shell)  # content towers: the features the stage model reads
     key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec),
                        "model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss),
                        "trainer": trainer, **({"frozen_inputs": frozen} if frozen else {})})
-    return Path(cfg.paths.cache_dir) / "stage" / key[:24]
+    cache = cfg.paths.get("cache_dir")  # no cache (paths.cache_dir=null): the stage lives in the run's folder
+    return Path(cache if cache is not None else cfg.paths.output_dir) / "stage" / key[:24]
 
 
 def stage_config(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, folder: str | Path,

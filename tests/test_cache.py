@@ -17,14 +17,12 @@ from translearn.data.prepare import FORMAT_VERSION, prepare
 from translearn.data.preprocess import Deduplicate
 from translearn.data.protocols import SampledNegatives
 from translearn.data.sources import SyntheticSource
-from translearn.losses import BPRLoss
-from translearn.models import matrix_factorization
-from translearn.stage import STAGE_VERSION, StageSpec, stage_model
+from translearn.stage import STAGE_VERSION, ensure_stage
 
 # ---- the reference outputs. When a test below fails because the code's output changed on purpose, bump the
 # version it names and paste the line the failure prints here (one line each).
 PREPARED_REFERENCE = (7, 'ebdcb752a3e0c7a44bef06b4cdbf2d88c0657b81b2ea0fa5e9fa58a4ad03c2f0')
-STAGE_REFERENCE = (4, '7fe263a5d0103cdadae4e5a46b28559d84ae658168839078d51fb9ef3f5e19ee')
+STAGE_REFERENCE = (5, '7fe263a5d0103cdadae4e5a46b28559d84ae658168839078d51fb9ef3f5e19ee')
 
 
 # ---------------------------------------------------------------- write_entry / read_entry
@@ -116,23 +114,26 @@ def test_a_corrupt_prepared_entry_is_rebuilt_once(tmp_path, tiny_data, static_so
 
 
 def _stage(prepared, cache_dir):
-    factory = functools.partial(matrix_factorization, embedding_dim=8)
-    return stage_model(factory, prepared, StageSpec(max_epochs=2, batch_size=16, seed=3),
-                       optimizer=functools.partial(torch.optim.Adam, lr=0.05), loss=BPRLoss(), cache_dir=cache_dir,
-                       describe={"model": {"mf": 8}, "optimizer": {"adam": 0.05}, "loss": "bpr"})
+    from translearn.cli.config import compose
+
+    cfg = compose(["strategy=finetune", "model.embedding_dim=8", "optimizer.lr=0.05", "strategy.stage.max_epochs=2",
+                   "strategy.stage.batch_size=16", "strategy.stage.seed=3", "logger=none",
+                   f"paths.cache_dir={cache_dir}"], output_dir=cache_dir / "run")
+    return ensure_stage(cfg, prepared).model
 
 
 def test_a_corrupt_stage_model_is_retrained_once(tmp_path, tiny_data, static_source, monkeypatch, caplog):
     calls = []
-    real = stage_module.train_stage
-    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = stage_module._train_stage
+    monkeypatch.setattr(stage_module, "_train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
     prepared = prepare(static_source(tiny_data), "t", ["s"])
     first = _stage(prepared, tmp_path).state_dict()
     (entry,) = (tmp_path / "stage").iterdir()
-    _flip_middle(entry / "model.pt")
+    (best,) = (entry / "checkpoints").iterdir()
+    _flip_middle(best)
     with caplog.at_level(logging.WARNING):
         healed = _stage(prepared, tmp_path).state_dict()
-    assert len(calls) == 2 and "model.pt does not match its checksum" in caplog.text
+    assert len(calls) == 2 and f"checkpoints/{best.name} does not match its checksum" in caplog.text
     assert healed.keys() == first.keys() and all(torch.equal(healed[k], first[k]) for k in first)
     _stage(prepared, tmp_path)
     assert len(calls) == 2
@@ -162,9 +163,9 @@ def test_prepared_data_output_matches_the_format_version():
         digest, "PREPARED_REFERENCE")
 
 
-def test_stage_model_output_matches_the_stage_version(tiny_data, static_source):
+def test_stage_model_output_matches_the_stage_version(tiny_data, static_source, tmp_path):
     torch.manual_seed(0)
-    model = _stage(prepare(static_source(tiny_data), "t", ["s"]), cache_dir=None)
+    model = _stage(prepare(static_source(tiny_data), "t", ["s"]), cache_dir=tmp_path)
     h = hashlib.sha256()
     for name, value in sorted(model.state_dict().items()):
         # rounded, so that the last bits of float arithmetic on another CPU do not count as a change

@@ -1,4 +1,5 @@
-"""The source stage: trained once, then read from the cache; source_ckpt overrides; atomic entries."""
+"""The source stage: a run of the one loop, trained once, then read from the cache; source_ckpt overrides;
+atomic entries."""
 
 from __future__ import annotations
 
@@ -17,11 +18,12 @@ def _overrides(run_overrides, *extra):
 
 def test_stage_is_trained_once_and_then_read_from_the_cache(tmp_path, run_overrides, monkeypatch):
     calls = []
-    real = stage_module.train_stage
-    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = stage_module._train_stage
+    monkeypatch.setattr(stage_module, "_train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
     first = train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "a"))
     entries = list((tmp_path / "cache" / "stage").iterdir())
-    assert len(calls) == 1 and len(entries) == 1 and (entries[0] / "model.pt").is_file()
+    assert len(calls) == 1 and len(entries) == 1 and first["stage_dir"] == str(entries[0])
+    assert list((entries[0] / "checkpoints").glob("best-epoch*.ckpt"))
     # a sweep over the transfer step's own knob reuses the stage model ...
     train(compose(_overrides(run_overrides, "strategy=finetune", "strategy.l2sp=0.5"), output_dir=tmp_path / "b"))
     again = train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "c"))
@@ -36,7 +38,7 @@ def test_stage_is_trained_once_and_then_read_from_the_cache(tmp_path, run_overri
 def test_a_leftover_temp_entry_from_a_killed_run_is_ignored(tmp_path, run_overrides):
     stage_dir = tmp_path / "cache" / "stage"
     (stage_dir / ".tmp-deadbeef-x").mkdir(parents=True)
-    (stage_dir / ".tmp-deadbeef-x" / "model.pt").write_bytes(b"half a file")
+    (stage_dir / ".tmp-deadbeef-x" / "meta.json").write_bytes(b"half a file")
     train(compose(_overrides(run_overrides, "strategy=feature_reuse"), output_dir=tmp_path / "a"))
     complete = [p for p in stage_dir.iterdir() if not p.name.startswith(".tmp-")]
     assert len(complete) == 1 and (complete[0] / "meta.json").is_file()
@@ -44,7 +46,7 @@ def test_a_leftover_temp_entry_from_a_killed_run_is_ignored(tmp_path, run_overri
 
 def test_source_ckpt_overrides_the_stage_with_a_run_checkpoint(tmp_path, run_overrides, monkeypatch):
     joint = train(compose(_overrides(run_overrides, "strategy=joint"), output_dir=tmp_path / "joint"))
-    monkeypatch.setattr(stage_module, "train_stage", lambda *a, **k: pytest.fail("the stage must not train"))
+    monkeypatch.setattr(stage_module, "_train_stage", lambda *a, **k: pytest.fail("the stage must not train"))
     ckpt = tmp_path / "joint" / joint["best_checkpoint"]  # relative to its run folder
     summary = train(compose(_overrides(run_overrides, "strategy=distill", f"strategy.source_ckpt={ckpt}"),
                             output_dir=tmp_path / "distill"))
@@ -65,38 +67,33 @@ def test_a_smaller_student_learns_from_a_larger_teacher(tmp_path, run_overrides)
     assert state["model.user_encoder.weight"].shape[1] == 8 and state["teacher.user_encoder.weight"].shape[1] == 32
 
 
-def test_the_stage_stops_early_and_keeps_its_best_epoch():
-    import functools
+def test_the_stage_stops_early_and_keeps_its_best_epoch(tmp_path, run_overrides):
+    import csv
     import json
+    from pathlib import Path
 
-    import pytorch_lightning as pl
-
-    from translearn.data import Deduplicate, prepare
-    from translearn.data.datamodule import CrossDomainDataModule
-    from translearn.data.sources import SyntheticSource
-    from translearn.losses import BPRLoss
-    from translearn.models import matrix_factorization
-    from translearn.stage import StageSpec, StageTask, train_stage
-
-    source = SyntheticSource(num_users=200, num_items=(60, 40), interactions_per_user=(12.0, 6.0), seed=2)
-    prepared = prepare(source, "target", ["source"], {"dedup": Deduplicate()})
-    spec = StageSpec(domains="all", max_epochs=60, patience=2, min_steps=0, batch_size=64, seed=1)
-    model = matrix_factorization(prepared.num_users, {d: prepared.num_items(d) for d in prepared.domains}, 32)
-    optimizer = functools.partial(torch.optim.Adam, lr=0.05)  # large: it overfits within a few epochs
-    result = train_stage(model, prepared, spec, optimizer, BPRLoss())
-    json.dumps(result)  # what the cache's meta.json records
-    assert result["validated_on"] == "target" and result["world_size"] == 1
-    assert result["epochs"] < spec.max_epochs, result["history"]  # it stopped early ...
-    assert result["epochs"] - 1 - result["best_epoch"] == spec.patience  # ... patience epochs after its best
-    vals = [h["val"] for h in result["history"]]
-    assert max(vals) == result["best_val"] and vals[-1] < result["best_val"]
-    # the returned model is the best epoch's: validating it again on the stage's slice gives best_val
-    view = prepared.stage_view(["source", "target"], "target", spec.seed)
-    task = StageTask(model, "target", ["source", "target"], {}, ks=(10,), metrics=("ndcg",))
-    data = CrossDomainDataModule(view, task.train_domains, eval_batch_size=64)
-    trainer = pl.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
-    again = trainer.validate(task, datamodule=data, verbose=False)[0]["val/target/ndcg@10"]
-    assert again == pytest.approx(result["best_val"], abs=1e-6)
+    summary = train(compose([*run_overrides, "logger=csv", "strategy=distill", "trainer.max_epochs=1",
+                             "strategy.stage.max_epochs=60", "strategy.stage.patience=2", "strategy.stage.min_steps=0",
+                             "optimizer.lr=0.05"],  # large: the stage overfits within a few epochs
+                            output_dir=tmp_path / "run"))
+    entry = Path(summary["stage_dir"])
+    stage = json.loads((entry / "metrics.json").read_text())
+    meta = json.loads((entry / "meta.json").read_text())
+    assert meta["validated_on"] == "target" and meta["world_size"] == 1 and meta["monitor"] == "val/target/ndcg@10"
+    assert stage["epochs_run"] < 60  # it stopped early ...
+    assert stage["epochs_run"] - 1 - stage["best_epoch"] == 2  # ... patience epochs after its best
+    rows = list(csv.DictReader((entry / "csv" / "metrics.csv").open()))
+    per_epoch = {int(r["epoch"]): float(r["val/target/ndcg@10"]) for r in rows
+                 if r.get("val/target/ndcg@10") and int(r["epoch"]) < stage["epochs_run"]}  # not the final validate
+    assert len(per_epoch) == stage["epochs_run"]
+    assert per_epoch[stage["best_epoch"]] == pytest.approx(stage["val/target/ndcg@10"], abs=1e-6)  # its best epoch's
+    assert max(per_epoch.values()) == per_epoch[stage["best_epoch"]] > per_epoch[stage["epochs_run"] - 1]
+    assert summary["stage/val/target/ndcg@10"] == stage["val/target/ndcg@10"]  # ... recorded by the consuming run
+    assert summary["stage/best_epoch"] == stage["best_epoch"] == meta["best_epoch"]
+    # the teacher the run distilled from is the stage's best checkpoint
+    best = torch.load(entry / meta["checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    run = torch.load(tmp_path / "run" / summary["best_checkpoint"], map_location="cpu", weights_only=True)["state_dict"]
+    assert torch.equal(run["teacher.user_encoder.weight"], best["model.user_encoder.weight"])
 
 
 def test_under_ddp_the_stage_trains_once_across_both_processes(tmp_path, run_overrides):

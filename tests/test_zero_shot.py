@@ -28,7 +28,9 @@ def test_zero_shot_finetune_evaluates_the_source_stage_model_as_it_is(tmp_path, 
     saved = torch.load(tmp_path / "run" / summary["best_checkpoint"], map_location="cpu", weights_only=False)
     model = {k.removeprefix("model."): v for k, v in saved["state_dict"].items() if k.startswith("model.")}
     (stage_entry,) = [p for p in (tmp_path / "cache" / "stage").iterdir() if not p.name.startswith(".tmp-")]
-    stage = torch.load(stage_entry / "model.pt", map_location="cpu", weights_only=True)
+    stage_ckpt = stage_entry / json.loads((stage_entry / "meta.json").read_text())["checkpoint"]
+    stage = {k.removeprefix("model."): v for k, v in torch.load(stage_ckpt, map_location="cpu",
+                                                                 weights_only=True)["state_dict"].items()}
     shared = [k for k in stage if k in model and stage[k].shape == model[k].shape]
     assert "user_encoder.weight" in shared
     for name in shared:  # what fine-tuning copies is exactly the stage's: nothing trained it further

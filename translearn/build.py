@@ -7,7 +7,6 @@ usable without Hydra (see docs/python_api.md).
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,9 @@ from translearn.data.protocols import SampledNegatives, check_ranking
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
-from translearn.models.factory import accepts, call_factory
+from translearn.models.factory import call_factory
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
-from translearn.stage import TRAINER_KEYS, StageSpec, stage_model
 from translearn.strategies.base import TransferStrategy, source_tower_missing
 from translearn.strategies.bridge import check_bridge
 
@@ -157,60 +155,53 @@ def build_loss(cfg: DictConfig, model: Recommender) -> Any:
     return preferred_loss(model) if isinstance(loss, AutoLoss) else loss
 
 
-def build_source_model(cfg: DictConfig, prepared: PreparedData, loss: Any = None) -> Recommender:
-    """The source-stage model of ``cfg.strategy``: ``strategy.source_ckpt`` if set, else cached or trained.
-    ``loss``: the stage's training loss (default ``cfg.loss``; ``loss=auto`` needs the model family's choice,
-    which ``build_strategy`` passes in)."""
-    try:
-        spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"config key 'strategy.stage': {err}", config_key="strategy.stage") from err
-    describe = {"model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss)}
-    factory = _instantiate(cfg.model, "model")
-    # a tiny model that tells the family's preferences (an id tower: it reads no content)
-    probe = factory(num_users=1, num_items={prepared.target: 1}, **({"item_tower": "id"}
-                                                                    if accepts(factory, "item_tower") else {}))
-    if spec.batch_size is None:  # the main run's batch size for this model family
-        spec = replace(spec, batch_size=train_batch_size(cfg, probe))
-    if loss is None:
-        loss = _instantiate(cfg.loss, "loss")
-    if isinstance(loss, AutoLoss):
-        loss = preferred_loss(probe)
-    devices = {k: _plain(v) for k, v in (cfg.get("trainer") or {}).items() if k in TRAINER_KEYS}
-    model = stage_model(factory, prepared, spec,
-                        optimizer=_instantiate(cfg.optimizer, "optimizer"), loss=loss,
-                        cache_dir=cfg.paths.cache_dir, describe=describe,
-                        checkpoint=cfg.strategy.get("source_ckpt"), trainer=devices,
-                        items=build_catalog(cfg, prepared))
-    unload_encoders()
-    return model
+def check_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) -> None:
+    """The refusals that need no training: a strategy that does not work with sequence models, and domains that
+    share no users without a bridge (``strategies.bridge``). ``train`` runs them before a source stage."""
+    cls = strategy_class(cfg)
+    if cls.refuses_sequences and model.needs_history:
+        raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
+                          f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
+    check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), str(cfg.model.get("item_tower", "id")),
+                 bool(model.needs_history))
+    requested_eval_domains(cfg, model)
+
+
+def requested_eval_domains(cfg: DictConfig, model: Recommender) -> list[str]:
+    """The sources ``evaluation.domains`` asks to rank; one the model cannot rank is refused (asked for
+    explicitly, so never dropped)."""
+    out = []
+    for domain in evaluated_sources(cfg):
+        why = source_tower_missing(model, domain)
+        if why:
+            raise ConfigError(f"config key 'evaluation.domains': {strategy_class(cfg).__name__} cannot evaluate "
+                              f"source {domain!r}: {why}; leave it out of evaluation.domains for this strategy",
+                              config_key="evaluation.domains")
+        out.append(domain)
+    return out
 
 
 def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
-                   source_model: Recommender | None = None) -> TransferStrategy:
-    """The strategy of ``cfg.strategy`` with ``facts=DataFacts.of(prepared)``; strategies that start from a
-    source stage get ``source_model`` (built by ``build_source_model`` unless given)."""
+                   source_model: Recommender | None = None, for_loading: bool = False) -> TransferStrategy:
+    """The strategy of ``cfg.strategy`` with ``facts=DataFacts.of(prepared)``. Never trains anything.
+
+    A strategy that starts from a source stage gets ``source_model``; without it, ``for_loading=True`` (the
+    read-only tools, which load a run checkpoint next) gives it an untrained model of the stage's shape: the
+    checkpoint holds every weight the strategy took from the stage (a teacher, a scorer, reused or mapped
+    user vectors; fine-tuning's copy is the model itself). Otherwise the stage is read from
+    ``strategy.source_ckpt`` or the cache (``translearn.stage.read_stage``), and a missing one is a
+    one-line ``StageMissingError`` naming the command that trains it."""
+    from translearn.stage import read_stage, source_shell
+
     node = {k: v for k, v in _plain(cfg.strategy).items() if k not in ("stage", "source_ckpt")}
     cls = strategy_class(cfg)
-    if cls.refuses_sequences and model.needs_history:  # before a source stage is trained for nothing
-        raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
-                          f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
+    check_strategy(cfg, prepared, model)
     facts = DataFacts.of(prepared)
-    eval_domains = []
-    for domain in evaluated_sources(cfg):
-        why = source_tower_missing(model, domain)
-        if why:  # asked for explicitly, so refused rather than dropped
-            raise ConfigError(f"config key 'evaluation.domains': {cls.__name__} cannot evaluate source {domain!r}: "
-                              f"{why}; leave it out of evaluation.domains for this strategy",
-                              config_key="evaluation.domains")
-        eval_domains.append(domain)
-    # no shared users: refused unless the model bridges the domains (before a source stage is trained for nothing)
-    check_bridge(cls.__name__, cls.user_bridge, facts, str(cfg.model.get("item_tower", "id")),
-                 bool(model.needs_history))
+    eval_domains = requested_eval_domains(cfg, model)
     extra = {}
-    if strategy_class(cfg).uses_source_model:
+    if cls.uses_source_model:
         if source_model is None:
-            source_model = build_source_model(cfg, prepared, build_loss(cfg, model))
+            source_model = source_shell(cfg, prepared) if for_loading else read_stage(cfg, prepared)
         extra["source_model"] = source_model
     # The config's own keys go through Hydra; the built objects (model, facts, ...) are passed to the
     # constructor directly (Hydra would try to turn a dataclass argument into config).

@@ -40,18 +40,21 @@ class EpochLog(pl.Callback):
     """Log one line per training epoch: epoch, mean train loss, the monitored metric, seconds.
 
     monitor: the validation metric to show (e.g. ``val/target/ndcg@10``); None shows the loss only
+    name:    what trains, put before ``epoch`` (``source stage`` for a stage run); empty for a run
     """
 
-    def __init__(self, monitor: str | None = None) -> None:
+    def __init__(self, monitor: str | None = None, name: str = "") -> None:
         self.monitor = monitor
+        self.name = name
         self._start = 0.0
         self._pending: tuple[int, float] | None = None  # (epoch, seconds) of an epoch not yet logged
 
     def line(self, trainer: pl.Trainer, epoch: int, seconds: float) -> str:
         """The progress line of ``epoch`` (0-based) from the trainer's current callback metrics."""
         metrics = trainer.callback_metrics
-        parts = [f"epoch {epoch + 1}/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0
-                 else f"epoch {epoch + 1}"]
+        parts = [self.name] if self.name else []
+        parts.append(f"epoch {epoch + 1}/{trainer.max_epochs}" if trainer.max_epochs and trainer.max_epochs > 0
+                     else f"epoch {epoch + 1}")
         loss = _number(metrics.get("train/loss"))
         if loss is not None:
             parts.append(f"loss {loss:.4f}")

@@ -1,53 +1,76 @@
-"""The source stage: a model trained before the transfer step, selected on validation, cached by content hash.
+"""The source stage: a run of the one training loop whose best checkpoint later runs consume.
 
 Fine-tuning, feature reuse and mapping start from a model trained on the source domains; distillation
-and fusion use a model that can also score target items (trained on sources + target training data,
-i.e. a joint model). ``stage_model`` trains it once and caches it under a key made of the prepared
-data's key, the model and training settings and the seed, so a sweep over the transfer step's own knobs
-(lambda, alpha, freeze lists, ...) reads the same stage model. Writes are atomic.
+and fusion use a model that can also score target items (trained on sources + target training rows,
+i.e. a joint model). ``ensure_stage`` (called by ``train``) derives the stage's own run config from the
+main run's (``stage_config``: the same model, optimiser, loss, trainer devices and loggers; ``Joint`` over
+the stage's domains, or ``TargetOnly`` on a single one; the stage spec's epochs, patience, min_steps and
+batch size; the monitor ``val/<validated domain>/<the main run's metric>`` with its mode from the metric)
+and runs it through ``translearn.train.fit_run``, the loop every run goes through, on
+``views.stage_view``: the stage's domains, training rows only, each user's last row of the validated
+domain held out for validation. The main run's data stays whole.
 
-Training runs through a Lightning ``Trainer`` on the main run's devices (``trainer=gpu``, DDP, precision)
-with early stopping: the stage holds out a validation slice of its own training rows (``views.stage_view``:
-each user's last row of the validated domain) and keeps the weights of its best epoch by NDCG@10 there.
-The main run's data stays whole. Under DDP every process runs the stage's trainer (the data is sharded,
-gradients are averaged: one model, trained once across the processes) and rank 0 writes the cache.
+The stage is content-keyed: ``<paths.cache_dir>/stage/<key>/`` holds its run folder (``checkpoints/``,
+``metrics.json``, ``meta.json``, ``config.yaml``, ``train.log``, the CSV log), written atomically, so a sweep
+over the transfer step's own knobs (lambda, alpha, freeze lists, ...) reads the same stage. Parallel jobs
+take the entry's lock and train it once; under DDP every process takes part in the stage's one training
+and rank 0 writes the entry. Builders and the read-only tools never train: ``read_stage`` reads a stage
+(or ``strategy.source_ckpt``) and a missing one is a one-line ``StageMissingError``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
+import os
+import random
+import shutil
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
 
-from translearn.cache import content_key, entry_lock, read_entry, write_entry
-from translearn.callbacks import EarlyStopping
-from translearn.data.datamodule import CrossDomainDataModule
+from translearn.cache import atomic_write_json, content_key, entry_lock, read_entry, write_entry
 from translearn.data.prepared import PreparedData
-from translearn.data.sequence_data import HistorySpec
 from translearn.data.views import EmptySliceError
-from translearn.errors import ConfigError
-from translearn.losses import negatives_to_sample
-from translearn.models.factory import call_factory
+from translearn.errors import ConfigError, UserError
+from translearn.metrics.direction import HIGHER_IS_BETTER
 from translearn.models.recommender import Recommender
-from translearn.strategies.base import TransferStrategy
 
 log = logging.getLogger(__name__)
 # 2: the largest domain sets the epoch of multi-domain stages; 3: Lightning trainer, early stopping on a
 # validation slice of the stage's own training rows, best epoch's weights; 4: content towers (MF/NCF text,
-# id_text, image) are validated on their current item table (a fused Adam step left a stale one cached)
-STAGE_VERSION = 4
-MONITOR = "val/target/ndcg@10"
+# id_text, image) are validated on their current item table (a fused Adam step left a stale one cached);
+# 5: the stage is a run of the main loop (Joint / TargetOnly over the stage view, the main run's metric and
+# mode, the trainer's settings in the key); the entry is its run folder with its best checkpoint
+STAGE_VERSION = 5
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "num_nodes")  # taken from the main run
+# trainer keys that change neither the stage's weights nor its epochs (left out of its key, with the devices)
+_NOT_IN_KEY = (*TRAINER_KEYS, "max_epochs", "enable_progress_bar", "enable_model_summary", "log_every_n_steps")
+STRATEGIES = "translearn.strategies."
+
+
+class StageMissingError(UserError, FileNotFoundError):
+    """A strategy needs a source stage that is neither in the cache nor given as ``strategy.source_ckpt``."""
+
+
+@dataclass
+class Stage:
+    """A source-stage model ready for the transfer step, and what the consuming run records about it
+    (``stage_dir`` and ``stage/...`` keys of its ``metrics.json``)."""
+
+    model: Recommender
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -56,15 +79,17 @@ class StageSpec:
 
     domains:         ``sources`` (source domains only) or ``all`` (sources + target training rows, joint)
     max_epochs:      at most this many passes over the largest stage domain's training rows
-    patience:        epochs without a better validation NDCG@10 before the stage stops (the best epoch's
-                     weights are kept); None trains ``max_epochs`` on all rows, without a validation slice
+    patience:        epochs without a better validation value of the stage's monitor (the main run's metric,
+                     on the validated domain) before the stage stops (its best checkpoint is kept); None
+                     trains ``max_epochs`` on all rows, without a validation slice
     min_steps:       optimiser steps before early stopping may end the stage (experiments/README.md, the
                      defaults study: sparse domains have few steps per epoch)
     validate:        the domain whose slice validates the stage; None: the target under ``all`` (the
                      teacher's job is to score target items), the first source under ``sources``
     batch_size:      training rows (labelled positions for sequence models) per step; None: 2048 for id
                      models, 256 for sequence models (the CLI passes the main run's)
-    lam:             target weight when ``domains='all'`` (``loss = loss_s + lam * loss_t``)
+    lam:             target weight when ``domains='all'`` (the stage is a ``Joint`` run: ``loss = loss_s + lam *
+                     loss_t``, ``t`` the validated domain)
     embedding_dim:   the stage model's embedding size, when it differs from the target model's (a larger
                      teacher for distillation); None keeps the model config's
     """
@@ -108,90 +133,15 @@ class StageSpec:
         if name not in domains:
             raise ValueError(f"strategy.stage.validate={name!r} is not a domain the stage trains on "
                              f"({', '.join(domains)})")
+        if self.domains == "all" and name != prepared.target and self.lam != 1.0:
+            raise ValueError(f"strategy.stage.lam={self.lam} weights the target, but the stage validates on "
+                             f"{name!r}, which its Joint run would weight instead; leave lam at 1 or validate on "
+                             f"the target")
         return name
 
 
-class StageTask(TransferStrategy):
-    """The stage's LightningModule: ``loss = sum_d weight_d * loss_d`` over the stage's domains (a source
-    stage: every weight 1; a joint stage: the target's is ``lam``), validated on the view's target."""
-
-    training_name = "source stage"
-
-    def __init__(self, model: Recommender, validate: str, domains: list[str], weights: Mapping[str, float],
-                 **kwargs: Any) -> None:
-        self.__dict__["_stage_domains"] = list(domains)  # read by train_domains inside the base __init__
-        super().__init__(model, validate, [d for d in domains if d != validate], **kwargs)
-        self.weights = {d: float(weights.get(d, 1.0)) for d in domains}
-
-    @property
-    def train_domains(self) -> list[str]:
-        return list(self.__dict__["_stage_domains"])
-
-    def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
-        per_domain = {d: self.domain_loss(d, batch[d]) for d in self.train_domains}
-        loss = sum(self.weights[d] * v for d, v in per_domain.items())
-        return {"loss": loss, **{f"loss/{d}": v for d, v in per_domain.items()}}
-
-
-class KeepBest(pl.Callback):
-    """Remembers the model weights of the best validation epoch (in memory, on CPU), puts them back at
-    the end of fit, and records each epoch's training loss and validation value."""
-
-    def __init__(self, monitor: str = MONITOR) -> None:
-        self.monitor = monitor
-        self.best: float | None = None
-        self.best_epoch = -1
-        self.state: dict[str, Tensor] | None = None
-        self.history: list[dict[str, float]] = []
-        self._began = time.perf_counter()
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._began = time.perf_counter()
-
-    @staticmethod
-    def _epoch_loss(task: pl.LightningModule) -> float:
-        """This epoch's mean training loss so far (this process's rows), from the task's running sums."""
-        total = getattr(task, "_train_sums", {}).get("loss")
-        return float(total) / max(task._train_rows, 1) if total is not None else float("nan")
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.limit_val_batches:  # no validation slice: one line per epoch all the same
-            loss = self._epoch_loss(pl_module)
-            self.history.append({"epoch": trainer.current_epoch, "train_loss": loss})
-            log.info("stage epoch %d/%d loss %.4f %.1fs", trainer.current_epoch + 1, trainer.max_epochs, loss,
-                     time.perf_counter() - self._began)
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
-            return
-        value = float(trainer.callback_metrics[self.monitor])
-        self.history.append({"epoch": trainer.current_epoch, "val": value, "train_loss": self._epoch_loss(pl_module)})
-        if self.best is None or value > self.best:
-            self.best, self.best_epoch = value, trainer.current_epoch
-            self.state = {k: v.detach().to("cpu", copy=True) for k, v in pl_module.model.state_dict().items()}
-        log.info("stage epoch %d/%d loss %.4f %s %.4f (best %.4f at epoch %d) %.1fs", trainer.current_epoch + 1,
-                 trainer.max_epochs, self.history[-1]["train_loss"], self.monitor, value, self.best,
-                 self.best_epoch + 1, time.perf_counter() - self._began)
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.state is not None:
-            pl_module.model.load_state_dict(self.state)
-
-
-ModelFactory = Callable[..., Recommender]
-
-
-def build_stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
-                      items: Any = None) -> Recommender:
-    """An untrained stage model with item towers for the stage's domains; ``items``: the ``ItemCatalog``
-    (passed to factories that take it, for content item towers)."""
-    kwargs = {"embedding_dim": spec.embedding_dim} if spec.embedding_dim else {}
-    return call_factory(factory, items, num_users=prepared.num_users,
-                        num_items={d: prepared.num_items(d) for d in spec.train_domains(prepared)}, **kwargs)
-
-
 def load_model_weights(model: Recommender, path: str | Path) -> Recommender:
-    """Load a stage ``model.pt`` or a training run's Lightning checkpoint (its ``model.*`` weights).
+    """Load a ``model.pt`` state dict or a run's or stage's Lightning checkpoint (its ``model.*`` weights).
 
     Weights the file has beyond the model's (e.g. a joint run's extra item towers) are ignored; weights
     the model needs but the file lacks are an error that lists them.
@@ -213,99 +163,275 @@ def load_model_weights(model: Recommender, path: str | Path) -> Recommender:
     return model
 
 
-def stage_batch_size(spec: StageSpec, model: Recommender) -> int:
-    """``spec.batch_size``, or the default of the model family (2048 rows, 256 sequence positions)."""
-    if spec.batch_size is not None:
-        return spec.batch_size
-    return 256 if HistorySpec.of(model) is not None else 2048
+def stage_spec(cfg: DictConfig) -> StageSpec:
+    """``cfg.strategy.stage`` as a ``StageSpec`` (a one-line ConfigError when a value is wrong); its batch size
+    defaults to the main run's (``data.batch_size``, or ``data.sequence_batch_size`` for sequence models)."""
+    try:
+        spec = StageSpec(**_plain(cfg.strategy.get("stage") or {}))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"config key 'strategy.stage': {err}", config_key="strategy.stage") from err
+    if spec.batch_size is None:
+        spec = replace(spec, batch_size=_main_batch_size(cfg))
+    return spec
 
 
-def train_stage(model: Recommender, prepared: PreparedData, spec: StageSpec,
-                optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module,
-                trainer: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Train ``model`` on the stage's domains through a Lightning ``Trainer`` (``trainer``: its device
-    settings, by default one CPU process), early-stopped on the stage's validation slice unless
-    ``spec.patience`` is None. Returns what happened: ``{"epochs", "best_epoch", "best_val", "history"}``."""
+def _main_batch_size(cfg: DictConfig) -> int:
+    from translearn.build import _instantiate, train_batch_size
+    from translearn.models.factory import accepts
+
+    factory = _instantiate(cfg.model, "model")
+    # a tiny model that tells the family (an id tower: it reads no content)
+    probe = factory(num_users=1, num_items={str(cfg.data.target_domain): 1},
+                    **({"item_tower": "id"} if accepts(factory, "item_tower") else {}))
+    return train_batch_size(cfg, probe)
+
+
+def _plain(node: Any) -> Any:
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def stage_monitor(cfg: DictConfig, domain: str) -> str:
+    """``val/<domain>/<metric>``: the main run's selection metric (its last part, e.g. ``ndcg@10`` or
+    ``rmse``), on the domain the stage validates on."""
+    return f"val/{domain}/{str(cfg.monitor).rsplit('/', 1)[-1]}"
+
+
+def source_shell(cfg: DictConfig, prepared: PreparedData) -> Recommender:
+    """An untrained model of the stage's shape: the main run's model config (``strategy.stage.embedding_dim``
+    if set) with item towers for the stage's domains."""
+    from translearn.build import _instantiate, build_catalog
+    from translearn.content.text import unload_encoders
+    from translearn.models.factory import call_factory
+
+    spec = stage_spec(cfg)
+    kwargs = {"embedding_dim": spec.embedding_dim} if spec.embedding_dim else {}
+    model = call_factory(_instantiate(cfg.model, "model"), build_catalog(cfg, prepared),
+                         num_users=prepared.num_users,
+                         num_items={d: prepared.num_items(d) for d in spec.train_domains(prepared)}, **kwargs)
+    unload_encoders()
+    return model
+
+
+def stage_entry(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, shell: Recommender) -> Path:
+    """The stage's cache folder, ``<paths.cache_dir>/stage/<key>`` (``<run folder>/stage/<key>`` without a cache):
+    the key covers the prepared data, the stage spec, the model, optimiser, loss and trainer settings (not the
+    devices) and a content tower's frozen inputs, so the same stage is found again on any machine."""
+    trainer = {k: v for k, v in (_plain(cfg.get("trainer")) or {}).items() if k not in _NOT_IN_KEY}
+    frozen = frozen_inputs_digest(shell)  # content towers: the features the stage model reads
+    key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec),
+                       "model": _plain(cfg.model), "optimizer": _plain(cfg.optimizer), "loss": _plain(cfg.loss),
+                       "trainer": trainer, **({"frozen_inputs": frozen} if frozen else {})})
+    cache = cfg.paths.get("cache_dir")  # no cache (paths.cache_dir=null): the stage lives in the run's folder
+    return Path(cache if cache is not None else cfg.paths.output_dir) / "stage" / key[:24]
+
+
+def stage_config(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, folder: str | Path,
+                 validated: bool = True) -> DictConfig:
+    """The stage's run config, derived from the main run's ``cfg``: what ``fit_run`` trains the stage with.
+
+    Same model (``strategy.stage.embedding_dim`` if set), optimiser, loss and trainer (devices, precision,
+    ...); ``Joint`` over the stage's domains (``loss = loss_s + lam * loss_t``, ``t`` the validated domain) or
+    ``TargetOnly`` on a single domain; no scheduler (as the stage always had); the spec's epochs, batch size,
+    negatives and seed; the monitor ``stage_monitor`` with its mode from the metric; the selection,
+    early-stopping and epoch-log callbacks of ``conf/callbacks/default.yaml`` with the spec's patience and
+    min_steps; a CSV log; the run folder ``folder``."""
+    validate = spec.validate_domain(prepared)
+    domains = spec.train_domains(prepared)
+    monitor = stage_monitor(cfg, validate)
+    metric = monitor.rsplit("/", 1)[-1]
+    name, _, k = metric.partition("@")
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    plain["paths"]["output_dir"] = str(folder)
+    plain.update(seed=spec.seed, resume=None, monitor=monitor, optimized_metric=monitor, scheduler=None)
+    plain["data"].update(batch_size=spec.batch_size, sequence_batch_size=spec.batch_size,
+                         eval_batch_size=spec.eval_batch_size, num_negatives=spec.num_negatives)
+    plain["evaluation"] = {"ks": [int(k) if k else 10], "metrics": [name if name in HIGHER_IS_BETTER else "ndcg"],
+                           "repeats": "mask", "domains": ["target"], "sampled_negatives": None}
+    plain["strategy"] = ({"_target_": STRATEGIES + "Joint", "lam": spec.lam if validate == prepared.target else 1.0,
+                          "weighting": "fixed"} if len(domains) > 1 else {"_target_": STRATEGIES + "TargetOnly"})
+    if spec.embedding_dim:
+        plain["model"]["embedding_dim"] = spec.embedding_dim
+    plain["trainer"]["max_epochs"] = spec.max_epochs
+    if not validated:
+        plain["trainer"]["limit_val_batches"] = 0
+    callbacks = OmegaConf.to_container(OmegaConf.load(_conf_dir() / "callbacks" / "default.yaml"), resolve=False)
+    callbacks.pop("last_checkpoint")  # a stage is not resumed: its best checkpoint is what it leaves
+    if validated:
+        callbacks["early_stopping"].update(patience=spec.patience, min_steps=spec.min_steps)
+    else:  # no validation slice: the last epoch's weights, in checkpoints/last.ckpt
+        callbacks.pop("early_stopping")
+        callbacks["model_checkpoint"].update(monitor=None, filename="last", mode="min")
+    callbacks["epoch_log"]["name"] = "source stage"  # "source stage epoch 3/200 loss ... val/arts/ndcg@10 ..."
+    plain["callbacks"] = callbacks
+    plain["logger"] = {"csv": {"_target_": "pytorch_lightning.loggers.CSVLogger", "save_dir": "${paths.output_dir}",
+                               "name": "csv", "version": ""}} if plain.get("logger") else None
+    return OmegaConf.create(plain)
+
+
+def _conf_dir() -> Path:
+    from translearn.cli.config import config_dir
+
+    return Path(config_dir())
+
+
+def read_stage(cfg: DictConfig, prepared: PreparedData) -> Recommender:
+    """The stage model from ``strategy.source_ckpt`` or the cache, never trained here: a missing stage is a
+    one-line ``StageMissingError`` naming the command that trains it."""
+    stage = _find_stage(cfg, prepared)
+    if isinstance(stage, Stage):
+        return stage.model
+    raise StageMissingError(
+        f"source stage missing: {cfg.strategy._target_.rsplit('.', 1)[-1]} starts from a stage model that is not "
+        f"in the cache ({stage}); train it with the run's own command, `translearn-train <its overrides> "
+        f"paths.cache_dir={cfg.paths.cache_dir}` (with trainer.max_epochs=0 it trains the stage and only "
+        "evaluates), or set "
+        "strategy.source_ckpt=<a stage checkpoint or run .ckpt>", file=stage)
+
+
+def _find_stage(cfg: DictConfig, prepared: PreparedData) -> Stage | Path:
+    """The stage (``strategy.source_ckpt``, or the verified cache entry) or, when it is missing, its entry path."""
+    spec = stage_spec(cfg)
+    with _own_rng(spec.seed):
+        shell = source_shell(cfg, prepared)
+    given = cfg.strategy.get("source_ckpt")
+    if given:
+        return Stage(load_model_weights(shell, given), {"stage_dir": None, "source_ckpt": str(given)})
+    entry = stage_entry(cfg, prepared, spec, shell)
+    found = read_entry(entry, lambda e: _load_entry(e, shell), "source-stage")
+    return found if found is not None else entry
+
+
+def _load_entry(entry: Path, shell: Recommender) -> Stage:
+    metrics = json.loads((entry / "metrics.json").read_text())
+    meta = json.loads((entry / "meta.json").read_text())
+    model = load_model_weights(shell, entry / meta["checkpoint"])
+    log.info("source-stage model read from cache %s", entry)
+    return Stage(model.cpu().eval(), stage_record(entry, metrics))
+
+
+def stage_record(entry: Path | None, metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """What the consuming run's ``metrics.json`` says about its stage: ``stage_dir`` and ``stage/<key>`` for
+    the stage's validation metrics, ``epochs_run`` and ``best_epoch``."""
+    keep = {k: v for k, v in metrics.items() if k.startswith("val/") or k in ("epochs_run", "best_epoch")}
+    return {"stage_dir": str(entry) if entry is not None else None, **{f"stage/{k}": v for k, v in keep.items()}}
+
+
+def ensure_stage(cfg: DictConfig, prepared: PreparedData) -> Stage | None:
+    """The source stage of ``cfg.strategy`` for ``train``: ``strategy.source_ckpt``, the cached entry, or a
+    run of the main loop trained now into the entry (None when the strategy starts from no stage)."""
+    from translearn.build import strategy_class
+
+    if not strategy_class(cfg).uses_source_model:
+        return None
+    found = _find_stage(cfg, prepared)
+    if isinstance(found, Stage):
+        return found
+    entry = found
+    # Parallel single-process jobs train one stage once (the others wait, then read it). Not under DDP:
+    # there every rank takes part in the one training, so a rank waiting on the lock would hang it.
+    with entry_lock(entry if _single_process(cfg.get("trainer")) else None):
+        again = _find_stage(cfg, prepared)
+        if isinstance(again, Stage):
+            return again
+        return _train_stage(cfg, prepared, entry)
+
+
+def _train_stage(cfg: DictConfig, prepared: PreparedData, entry: Path) -> Stage:
+    """Train the stage with ``fit_run`` in ``<entry>``'s temporary run folder, then move it into place."""
+    from translearn.build import build_model, build_strategy
+    from translearn.train import fit_run
+
+    spec = stage_spec(cfg)
+    validate = spec.validate_domain(prepared)
     domains = spec.train_domains(prepared)
     validated = spec.patience is not None
-    validate = spec.validate_domain(prepared)
     try:
         view = prepared.stage_view(domains, validate, spec.seed, hold_out=validated)
     except EmptySliceError as err:  # refused: the stage would train its whole budget unvalidated
         raise ConfigError(f"config key 'strategy.stage.patience': {err}, so the stage cannot be validated; set "
                           "strategy.stage.patience=null to train all strategy.stage.max_epochs epochs without "
                           "validation", config_key="strategy.stage.patience") from None
-    weights = {prepared.target: spec.lam} if spec.domains == "all" else {}
-    task = StageTask(model, validate, domains, weights, optimizer=optimizer, loss=loss, ks=(10,), metrics=("ndcg",))
-    data = CrossDomainDataModule(view, domains, batch_size=stage_batch_size(spec, model),
-                                 num_negatives=negatives_to_sample(spec.num_negatives, model, loss),
-                                 eval_batch_size=spec.eval_batch_size, seed=spec.seed, history=HistorySpec.of(model))
-    best = KeepBest()
-    callbacks: list[pl.Callback] = [best]
-    if validated:
-        callbacks.append(EarlyStopping(MONITOR, patience=spec.patience, mode="max", min_steps=spec.min_steps,
-                                       check_on_train_epoch_end=False))
-    settings = {k: v for k, v in (trainer or {}).items() if k in TRAINER_KEYS and v is not None}
-    runner = pl.Trainer(max_epochs=spec.max_epochs, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        use_distributed_sampler=False, callbacks=callbacks,
-                        limit_val_batches=1.0 if validated else 0, **settings)
-    runner.fit(task, datamodule=data)
-    model.cpu().eval()
-    return {"epochs": runner.current_epoch, "best_epoch": best.best_epoch, "best_val": best.best,
-            "history": best.history, "validated_on": validate if validated else None,
-            "world_size": runner.world_size, "is_global_zero": runner.is_global_zero}
+    folder = entry.parent / f".tmp-{entry.name}-train"  # the same on every DDP rank
+    rank_zero = rank_zero_only.rank == 0
+    if rank_zero and folder.exists():  # a killed run's leftover (the lock, or DDP's launch order, keeps it ours)
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stage_cfg = stage_config(cfg, prepared, spec, folder, validated)
+    monitor = stage_cfg.monitor if validated else None
+    log.info("source stage (%s over %s) trains in %s, validated on %s", spec.domains, ", ".join(domains),
+             entry, monitor or "nothing (no validation slice)")
+    start = time.time()
+    with _own_rng(spec.seed), _log_file(folder / "train.log" if rank_zero else None):
+        model = build_model(stage_cfg, view)
+        strategy = build_strategy(stage_cfg, view, model)
+        strategy.training_name = "source stage"  # "source stage diverged at epoch ..."
+        name_validated_domain(strategy, validate)
+        trainer, summary = fit_run(stage_cfg, view, strategy, splits=("val",) if validated else ())
+    summary["wall_time_s"] = round(time.time() - start, 2)
+    best = summary["best_checkpoint"] or "checkpoints/last.ckpt"
+    value = summary.get(monitor) if monitor else None
+    log.info("source stage (%s) trained in %.1fs: %d epochs, %s", spec.domains, time.time() - start,
+             summary["epochs_run"], f"best {monitor} {value:.4f} at epoch {summary['best_epoch'] + 1}"
+             if value is not None else "no validation")
+    if trainer.is_global_zero:
+        meta = {"version": STAGE_VERSION, "spec": asdict(spec), "data_key": prepared.key, "checkpoint": best,
+                "validated_on": validate if validated else None, "monitor": monitor, "epochs": summary["epochs_run"],
+                "best_epoch": summary["best_epoch"], "world_size": trainer.world_size}
+
+        def move(tmp: Path) -> None:
+            atomic_write_json(folder / "metrics.json", summary)
+            atomic_write_json(folder / "meta.json", meta)
+            (folder / "config.yaml").write_text(OmegaConf.to_yaml(stage_cfg, resolve=True))
+            for item in list(folder.iterdir()):
+                shutil.move(str(item), tmp / item.name)
+
+        write_entry(entry, move)
+        shutil.rmtree(folder, ignore_errors=True)
+    return Stage(strategy.model.cpu().eval(), stage_record(entry, summary))
 
 
-def stage_model(factory: ModelFactory, prepared: PreparedData, spec: StageSpec,
-                optimizer: Callable[..., torch.optim.Optimizer], loss: torch.nn.Module,
-                cache_dir: str | Path | None = None, describe: Mapping[str, Any] | None = None,
-                checkpoint: str | Path | None = None, trainer: Mapping[str, Any] | None = None,
-                items: Any = None) -> Recommender:
-    """The stage model: from ``checkpoint`` if given, else from the cache, else trained (and cached).
+def name_validated_domain(strategy: Any, domain: str) -> None:
+    """Log the stage's metrics under the domain it validates on (``val/arts/ndcg@10``), not ``val/target``:
+    the stage view's target role is whichever domain holds the validation slice."""
+    strategy.metric_sets = {name: (prefix.replace("/target", f"/{domain}", 1), d)
+                            for name, (prefix, d) in strategy.metric_sets.items()}
 
-    ``describe`` holds JSON-able descriptions of the factory, optimiser and loss settings for the cache
-    key (the CLI passes the resolved config nodes); without it the model is trained but not cached.
-    ``trainer``: the main run's device settings (accelerator, devices, strategy, precision); they do not
-    enter the cache key (a model trained on a GPU serves a CPU run alike). ``items``: the item catalog
-    for the factory (content towers; their frozen features are not saved with the model).
-    """
-    # The stage draws from its own seeded RNG stream, so the run that trains it and the runs that read
-    # it from the cache leave the global RNG in the same state (and produce the same target model).
+
+@contextlib.contextmanager
+def _own_rng(seed: int) -> Iterator[None]:
+    """Seed every generator with ``seed`` inside, and put the caller's states back after: the run that trains
+    the stage and the runs that read it from the cache go on from the same random state."""
+    states = random.getstate(), np.random.get_state()
+    env = {k: os.environ.get(k) for k in ("PL_GLOBAL_SEED", "PL_SEED_WORKERS")}
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        model = build_stage_model(factory, prepared, spec, items)
-        if checkpoint:
-            return load_model_weights(model, checkpoint)
-        entry = None
-        if cache_dir is not None and describe is not None:
-            frozen = frozen_inputs_digest(model)  # content towers: the features the stage model reads
-            key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec), **describe,
-                               **({"frozen_inputs": frozen} if frozen else {})})
-            entry = Path(cache_dir) / "stage" / key[:24]
-        # Parallel single-process jobs train one stage once (the others wait, then read it). Not under DDP:
-        # there every rank must take part in the one training, so a rank waiting on the lock would hang it.
-        with entry_lock(entry if _single_process(trainer) else None):
-            if entry is not None:
-                cached = read_entry(entry, lambda e: load_model_weights(model, e / "model.pt"),
-                                    "source-stage model")
-                if cached is not None:
-                    log.info("source-stage model read from cache %s", entry)
-                    return cached
-            start = time.time()
-            result = train_stage(model, prepared, spec, optimizer, loss, trainer)
-            best = "no validation" if result["best_val"] is None else \
-                f"best {MONITOR} {result['best_val']:.4f} at epoch {result['best_epoch'] + 1}"
-            log.info("source stage (%s) trained in %.1fs: %d epochs, %s", spec.domains, time.time() - start,
-                     result["epochs"], best)
-            if entry is not None and result.pop("is_global_zero"):
-                def write(folder: Path) -> None:
-                    torch.save(model.state_dict(), folder / "model.pt")
-                    meta = {"spec": asdict(spec), "data_key": prepared.key, **result, **(describe or {})}
-                    (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        pl.seed_everything(seed, workers=True, verbose=False)
+        try:
+            yield
+        finally:
+            random.setstate(states[0])
+            np.random.set_state(states[1])
+            for k, v in env.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
 
-                write_entry(entry, write)
-    return model
+
+@contextlib.contextmanager
+def _log_file(path: Path | None) -> Iterator[None]:
+    """Copy this process's log lines into ``path`` (the stage's ``train.log``) while inside."""
+    if path is None:
+        yield
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        handler.close()
 
 
 def frozen_inputs_digest(model: torch.nn.Module) -> str | None:
@@ -321,9 +447,9 @@ def frozen_inputs_digest(model: torch.nn.Module) -> str | None:
     return digest.hexdigest() if seen else None
 
 
-def _single_process(trainer: Mapping[str, Any] | None) -> bool:
+def _single_process(trainer: Any) -> bool:
     """Whether the stage trains in this process alone (no DDP over several devices or nodes)."""
-    t = dict(trainer or {})
+    t = dict(_plain(trainer) or {})
     devices, strategy = t.get("devices", 1), str(t.get("strategy") or "auto")
     several = devices not in (1, "1", [0], None) or int(t.get("num_nodes") or 1) > 1
     return not (several or "ddp" in strategy)

@@ -1,7 +1,9 @@
 """``train(cfg)``: one run from a composed config, end to end.
 
-prepare data -> build model and strategy -> fit (resume if asked) -> validate and test the best
+prepare data -> build model -> ensure the source stage (if the strategy has one: read from the cache, or
+trained by this same loop) -> build the strategy -> fit (resume if asked) -> validate and test the best
 validation checkpoint -> write ``metrics.json`` into the run folder -> print a metrics table.
+``fit_run`` is the loop itself, shared by runs and source stages.
 """
 
 from __future__ import annotations
@@ -18,16 +20,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import ModelCheckpoint
 
-from translearn.build import build_datamodule, build_model, build_run_data, build_strategy, build_trainer
+from translearn.build import (
+    build_datamodule,
+    build_model,
+    build_run_data,
+    build_strategy,
+    build_trainer,
+    check_strategy,
+)
 from translearn.cache import atomic_write_json
 from translearn.callbacks import RecordInCheckpoints
 from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
+from translearn.data.prepared import PreparedData
 from translearn.metrics.per_user import save_per_user
 from translearn.provenance import versions
 from translearn.report import format_metrics
 from translearn.run_record import check_resume, make_record, settings
+from translearn.strategies.base import TransferStrategy
 from translearn.wandb_logging import finish_wandb_runs, log_data_manifest
 
 log = logging.getLogger(__name__)
@@ -98,7 +109,12 @@ def check_selection(checkpoint: ModelCheckpoint, val: dict) -> dict | None:
 
 
 def train(cfg: DictConfig) -> dict:
-    """Run one training job and return the summary written to ``metrics.json``."""
+    """Run one training job and return the summary written to ``metrics.json``.
+
+    A strategy that starts from a source-stage model first ensures its stage (``translearn.stage``): read
+    from the cache, or trained by this same loop (``fit_run``) into a cache entry of its own."""
+    from translearn.stage import ensure_stage
+
     start = time.time()
     check_config(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
@@ -109,12 +125,35 @@ def train(cfg: DictConfig) -> dict:
     for line in prepared.report:  # what preprocessing removed and why (the same lines translearn-data prints)
         log.info("preprocessing: %s", line)
     model = build_model(cfg, prepared)
-    strategy = build_strategy(cfg, prepared, model)
+    check_strategy(cfg, prepared, model)  # before a source stage is trained for nothing
+    stage = ensure_stage(cfg, prepared)  # None for strategies without one
+    strategy = build_strategy(cfg, prepared, model, source_model=stage.model if stage else None)
+    trainer, summary = fit_run(cfg, prepared, strategy, resume=resume_checkpoint(cfg.get("resume")))
+    if stage is not None:
+        summary.update(stage.record)
+    summary["wall_time_s"] = round(time.time() - start, 2)
+    if trainer.is_global_zero:
+        if strategy.per_user_test is not None:  # for translearn-compare's paired comparisons
+            save_per_user(run_dir, *strategy.per_user_test, prepared.data.user_ids)
+        atomic_write_json(run_dir / "metrics.json", summary)
+        print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
+                                            f"(target {prepared.target}, seed {cfg.seed})"))
+        print(f"run folder: {run_dir}")
+    finish_wandb_runs(trainer, summary, run_dir, cfg.monitor)  # W&B: summary, gain, artifact; a run per job
+    return summary
+
+
+def fit_run(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy, resume: str | None = None,
+            splits: tuple[str, ...] = ("val", "test")) -> tuple[pl.Trainer, dict]:
+    """The one training loop, for runs and source stages alike: fit ``strategy`` on ``prepared`` with the
+    trainer, callbacks and loggers of ``cfg``, then validate and test (``splits``) the checkpoint that
+    ``cfg``'s selection callback kept. Returns the trainer and the summary (nothing is written here but
+    what the trainer's callbacks and loggers write into ``cfg.paths.output_dir``)."""
+    run_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg, prepared, strategy)
     trainer = build_trainer(cfg)
     trainer.callbacks.append(RecordInCheckpoints(make_record(cfg, prepared, config_digest(cfg))))
     log_data_manifest(trainer, prepared)  # W&B: the data a run used, before it can fail
-    resume = resume_checkpoint(cfg.get("resume"))
     resumed = {}
     if resume:  # a damaged checkpoint, one of other data or settings, is one clear error, not a traceback
         saved = read_checkpoint(resume)
@@ -131,13 +170,13 @@ def train(cfg: DictConfig) -> dict:
     ckpt = best if best else None
     # one dict per dataloader (two with evaluation.sampled_negatives); the keys never collide
     val = {k: v for d in trainer.validate(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-           for k, v in d.items()}
-    mismatch = check_selection(checkpoint, val) if best else None
+           for k, v in d.items()} if "val" in splits else {}
+    mismatch = check_selection(checkpoint, val) if best and val else None
     if untrained:  # so that translearn-eval, -features and -recommend read the evaluated model
         best = str(Path(checkpoint.dirpath if checkpoint is not None else run_dir / "checkpoints") / "untrained.ckpt")
         trainer.save_checkpoint(best)
     test = {k: v for d in trainer.test(strategy, datamodule=datamodule, ckpt_path=ckpt, verbose=False)
-            for k, v in d.items()}
+            for k, v in d.items()} if "test" in splits else {}
     summary = {
         **{k: float(v) for k, v in sorted(val.items())},
         **{k: float(v) for k, v in sorted(test.items())},
@@ -158,17 +197,9 @@ def train(cfg: DictConfig) -> dict:
         "data_manifest_key": prepared.key,
         "data_split_key": prepared.split_key,
         **resumed,
-        "wall_time_s": round(time.time() - start, 2),
+        "wall_time_s": None,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
         "versions": versions(),
     }
-    if trainer.is_global_zero:
-        if strategy.per_user_test is not None:  # for translearn-compare's paired comparisons
-            save_per_user(run_dir, *strategy.per_user_test, prepared.data.user_ids)
-        atomic_write_json(run_dir / "metrics.json", summary)
-        print(format_metrics(summary, title=f"{summary['strategy']} on {summary['data']} "
-                                            f"(target {prepared.target}, seed {cfg.seed})"))
-        print(f"run folder: {run_dir}")
-    finish_wandb_runs(trainer, summary, run_dir, cfg.monitor)  # W&B: summary, gain, artifact; a run per job
-    return summary
+    return trainer, summary

@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
-    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared), for_loading=True)  # never trains
     note = check_data(load_checked(ckpt, strategy), ckpt, prepared, args.run, args.allow_other_data)
     if note:
         print(f"translearn-eval: warning: {note}", file=sys.stderr)

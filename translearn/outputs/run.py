@@ -85,7 +85,7 @@ def load_run(run: str | Path, checkpoint: str = "best", overrides: Sequence[str]
     if not ckpt.is_file():
         raise FileNotFoundError(f"--checkpoint: checkpoint {ckpt} does not exist")
     prepared = build_run_data(cfg)
-    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
+    strategy = build_strategy(cfg, prepared, build_model(cfg, prepared), for_loading=True)  # never trains
     note = check_data(load_checked(ckpt, strategy), ckpt, prepared, run, allow_other_data)
     if note:
         print(f"warning: {note}", file=sys.stderr)

@@ -234,7 +234,9 @@ def train_batch_size(cfg: DictConfig, model: Recommender) -> int:
     return int(cfg.data.batch_size)
 
 
-def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy) -> CrossDomainDataModule:
+def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy,
+                     splits: tuple[str, ...] = ("val", "test")) -> CrossDomainDataModule:
+    """The run's batches; ``splits``: the evaluated splits, whose held-out rows must be rankable."""
     num_negatives = negatives_to_sample(int(cfg.data.num_negatives), strategy.model, strategy.loss_fn)
     extra = OmegaConf.select(cfg, "evaluation.sampled_negatives")
     sampled = None
@@ -245,7 +247,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
             raise ConfigError(str(err), config_key="evaluation.sampled_negatives") from None
     evaluator = strategy.evaluator
     cut = evaluator.ks if set(evaluator.metric_names) - {"auc", "mae", "rmse"} else []  # metrics with a k
-    check_ranking(prepared, cut, sampled, strategy.eval_domains)  # a protocol that cannot rank is refused
+    roles = [{"val": "valid"}.get(split, split) for split in splits]
+    check_ranking(prepared, cut, sampled, strategy.eval_domains, roles)  # a protocol that cannot rank is refused
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,

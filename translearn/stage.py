@@ -44,6 +44,7 @@ from translearn.cache import atomic_write_json, content_key, entry_lock, read_en
 from translearn.data.prepared import PreparedData
 from translearn.data.views import EmptySliceError
 from translearn.errors import ConfigError, UserError
+from translearn.evaluation.loaders import TARGET
 from translearn.metrics.direction import HIGHER_IS_BETTER
 from translearn.models.recommender import Recommender
 
@@ -393,8 +394,7 @@ def _train_stage(cfg: DictConfig, prepared: PreparedData, entry: Path) -> Stage:
 def name_validated_domain(strategy: Any, domain: str) -> None:
     """Log the stage's metrics under the domain it validates on (``val/arts/ndcg@10``), not ``val/target``:
     the stage view's target role is whichever domain holds the validation slice."""
-    strategy.metric_sets = {name: (prefix.replace("/target", f"/{domain}", 1), d)
-                            for name, (prefix, d) in strategy.metric_sets.items()}
+    strategy.evaluator.labels[TARGET] = domain
 
 
 @contextlib.contextmanager

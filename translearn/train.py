@@ -150,7 +150,7 @@ def fit_run(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy,
     ``cfg``'s selection callback kept. Returns the trainer and the summary (nothing is written here but
     what the trainer's callbacks and loggers write into ``cfg.paths.output_dir``)."""
     run_dir = Path(cfg.paths.output_dir)
-    datamodule = build_datamodule(cfg, prepared, strategy)
+    datamodule = build_datamodule(cfg, prepared, strategy, splits)
     trainer = build_trainer(cfg)
     trainer.callbacks.append(RecordInCheckpoints(make_record(cfg, prepared, config_digest(cfg))))
     log_data_manifest(trainer, prepared)  # W&B: the data a run used, before it can fail

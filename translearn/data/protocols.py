@@ -60,13 +60,16 @@ def check_negatives(n: int, num_items: int, users: np.ndarray, items: np.ndarray
 
 
 def check_ranking(prepared: PreparedData, ks: Sequence[int], sampled: PreparedData | None = None,
-                  eval_domains: Sequence[str] = ()) -> None:
+                  eval_domains: Sequence[str] = (), roles: Sequence[str] = ("valid", "test")) -> None:
     """Refuse an evaluation that cannot rank: a target whose validation or test rows hold fewer than
     ``MIN_RANKED_USERS`` users, or a cut-off k at or above the number of candidates of a protocol (every item
     of the domain under full ranking, the held-out item and its negatives under sampling), where every
-    held-out item would be a hit at k."""
+    held-out item would be a hit at k. ``roles``: the held-out roles that will be ranked (a source stage ranks
+    only ``valid``)."""
     target = prepared.target
-    for role in ("valid", "test"):
+    if not roles:
+        return
+    for role in roles:
         users = len(np.unique(prepared.held_out(role).users))
         if users < MIN_RANKED_USERS:
             raise ConfigError(f"the target domain {target!r} is too small to rank: its {role} rows hold "

@@ -57,6 +57,8 @@ class Evaluator(nn.Module):
         self.sets = nn.ModuleDict({f"{stage}{i}": nn.ModuleDict(self.metric_set())
                                    for stage in STAGES for i in range(len(known))})
         self.active: dict[str, list[EvalLoader]] = {}
+        # the middle of a loader's keys when it is not the loader's name (a source stage: the validated domain)
+        self.labels: dict[str, str] = {}
         self._needs_ties = "auc" in self.metric_names
         self._scratch: dict[str, Tensor] = {}
         self._test_users: list[Tensor] = []
@@ -173,7 +175,7 @@ class Evaluator(nn.Module):
             if loader.name in skip:
                 continue
             for metric_name, metric in self.metrics(stage, loader.name).items():
-                out[loader.key(stage, metric_name)] = metric.compute()
+                out[f"{stage}/{self.labels.get(loader.name, loader.name)}/{metric_name}"] = metric.compute()
                 metric.reset()
         return out
 

@@ -28,6 +28,7 @@ from translearn.data.protocols import SampledNegatives
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
+from translearn.models.context import ModelContext
 from translearn.models.factory import accepts, call_factory
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
@@ -135,12 +136,19 @@ def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
     return ItemCatalog.of(prepared, cfg.paths.get("cache_dir"))
 
 
+def build_context(cfg: DictConfig, prepared: PreparedData, domains: list[str]) -> ModelContext:
+    """What a model factory may know of the data (``ModelContext``): sizes, the item catalogue
+    (``build_catalog``), and, built only when a factory asks, the training-only graphs and shared users."""
+    return ModelContext.of(prepared, domains, build_catalog(cfg, prepared))
+
+
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
-    """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains) and
-    ``items`` (the ``ItemCatalog``; passed only to factories that take it)."""
+    """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains),
+    ``items`` (the ``ItemCatalog``) and ``context`` (``ModelContext``), the last two passed only to factories
+    that take them."""
     factory = _instantiate(cfg.model, "model")
-    model = call_factory(factory, build_catalog(cfg, prepared), num_users=prepared.num_users,
-                         num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    context = build_context(cfg, prepared, model_domains(cfg, prepared))
+    model = call_factory(factory, context=context, num_users=context.num_users, num_items=context.num_items)
     unload_encoders()  # a content tower's features are in the model (and cached): free the text encoder
     return model
 
@@ -194,6 +202,9 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
     if cls.refuses_sequences and model.needs_history:  # before a source stage is trained for nothing
         raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
                           f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
+    why = cls.refuses_model(model)  # before a source stage is trained for nothing
+    if why:
+        raise ConfigError(f"config key 'strategy': {why}", config_key="strategy")
     facts = DataFacts.of(prepared)
     eval_domains = []
     for domain in evaluated_sources(cfg):

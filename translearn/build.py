@@ -264,7 +264,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,
-                                 eval_domains=strategy.eval_domains)
+                                 eval_domains=strategy.eval_domains,
+                                 paired="paired" in getattr(strategy.model, "reads", ()))
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

@@ -74,3 +74,13 @@ def test_build_datamodule_pairs_batches_for_a_model_that_declares_it(tmp_path):
     model.reads = frozenset({"paired"})  # as a CoNet-style model class declares it
     module = build_datamodule(cfg, prepared, build_strategy(cfg, prepared, model))
     assert module.paired and isinstance(module.train_dataloader().dataset, PairedBatches)
+
+
+def test_strategies_take_a_paired_model_or_refuse_in_one_line():
+    from translearn.models import matrix_factorization
+    from translearn.strategies import FineTune, Joint, TargetOnly
+
+    model = matrix_factorization(4, {"t": 3, "s": 3})
+    model.reads = frozenset({"paired"})
+    assert Joint.refuses_model(model) is None
+    assert "paired batches" in TargetOnly.refuses_model(model) and "source-stage" in FineTune.refuses_model(model)

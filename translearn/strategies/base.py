@@ -104,10 +104,14 @@ class TransferStrategy(pl.LightningModule):
     def refuses_model(cls, model: nn.Module) -> str | None:
         """Why this strategy cannot train ``model`` (one line, read from what the model declares it reads,
         ``Recommender.reads``), or None. Sequence models: ``refuses_sequences``, checked on its own."""
-        if "graph" in getattr(model, "reads", ()) and cls.uses_source_model:
+        reads = getattr(model, "reads", frozenset())
+        if cls.uses_source_model and reads & {"graph", "paired"}:
+            what = "the training graph" if "graph" in reads else "paired batches"
             return (f"{cls.__name__} starts from a source-stage model, and the source stage does not build "
-                    f"graph models ({type(model).__name__} reads the training graph); use strategy=target_only "
-                    "or strategy=joint")
+                    f"models that read {what} ({type(model).__name__}); use strategy=target_only or strategy=joint")
+        if "paired" in reads and not cls.uses_sources:
+            return (f"{cls.__name__} trains on one domain, and {type(model).__name__} trains on paired batches of "
+                    "shared users across domains; use strategy=joint")
         return None
 
     # ---- what subclasses provide ----------------------------------------------------------------

@@ -226,3 +226,11 @@ def test_real_arts_office_graph_has_no_held_out_edge(tmp_path):
     assert len(edges) == len(np.unique(prepared.train(prepared.target).users * n
                                         + prepared.train(prepared.target).items))
     assert ctx.graph("arts")._nnz() > 0  # the source's rows are all training rows
+
+
+def test_initialisation_is_xavier_normal_unless_init_std_is_given():
+    graph = torch.zeros(2000, 500).to_sparse()
+    model = LightGCN(2000, {"t": graph}, embedding_dim=64)
+    assert model.user_encoder.weight.std().item() == pytest.approx(math.sqrt(2 / 2064), rel=0.05)
+    assert model.item_encoder("t").weight.std().item() == pytest.approx(math.sqrt(2 / 564), rel=0.05)
+    assert LightGCN(2000, {"t": graph}, init_std=0.1).user_encoder.weight.std().item() == pytest.approx(0.1, rel=0.05)

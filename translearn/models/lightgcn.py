@@ -60,12 +60,14 @@ class Graph(nn.Module):
 
 
 class LightGCN(Recommender):
-    """See the module docstring. ``graphs``: {domain: training matrix R [num_users, num_items(domain)]}."""
+    """See the module docstring. ``graphs``: {domain: training matrix R [num_users, num_items(domain)]};
+    ``init_std``: None initialises every table with Xavier normal (std sqrt(2 / (rows + dim)), the paper's
+    choice), a number with N(0, init_std^2)."""
 
     reads = frozenset({"graph"})
 
     def __init__(self, num_users: int, graphs: Mapping[str, Tensor], embedding_dim: int = 64,
-                 num_layers: int = 3, reg_weight: float = 1e-4, init_std: float = 0.1) -> None:
+                 num_layers: int = 3, reg_weight: float = 1e-4, init_std: float | None = None) -> None:
         if num_layers < 0:
             raise ValueError(f"model.num_layers must be >= 0, got {num_layers}")
         if reg_weight < 0:
@@ -73,8 +75,13 @@ class LightGCN(Recommender):
         for d, g in graphs.items():
             if g.shape[0] != num_users:
                 raise ValueError(f"the graph of domain {d!r} has {g.shape[0]} users, the model {num_users}")
-        users = IdEmbedding(num_users, embedding_dim, init_std)
-        items = {d: IdEmbedding(int(g.shape[1]), embedding_dim, init_std) for d, g in graphs.items()}
+        users = IdEmbedding(num_users, embedding_dim)
+        items = {d: IdEmbedding(int(g.shape[1]), embedding_dim) for d, g in graphs.items()}
+        for table in (users, *items.values()):  # the paper: Xavier; init_std: N(0, init_std^2) instead
+            if init_std is None:
+                nn.init.xavier_normal_(table.weight)
+            else:
+                nn.init.normal_(table.weight, 0.0, init_std)
         super().__init__(users, items, DotHead())
         self.graphs = nn.ModuleDict({d: Graph(g) for d, g in graphs.items()})
         self.num_layers, self.reg_weight = int(num_layers), float(reg_weight)
@@ -125,7 +132,7 @@ class LightGCN(Recommender):
 
 
 def lightgcn(num_users: int, num_items: Mapping[str, int], context: object = None, embedding_dim: int = 64,
-             num_layers: int = 3, reg_weight: float = 1e-4, init_std: float = 0.1) -> LightGCN:
+             num_layers: int = 3, reg_weight: float = 1e-4, init_std: float | None = None) -> LightGCN:
     """LightGCN over the training graph of each domain in ``num_items`` (``context``: the ``ModelContext``)."""
     if context is None:
         raise ConfigError("model=lightgcn reads each domain's training graph: build it with "

@@ -234,3 +234,24 @@ def test_initialisation_is_xavier_normal_unless_init_std_is_given():
     assert model.user_encoder.weight.std().item() == pytest.approx(math.sqrt(2 / 2064), rel=0.05)
     assert model.item_encoder("t").weight.std().item() == pytest.approx(math.sqrt(2 / 564), rel=0.05)
     assert LightGCN(2000, {"t": graph}, init_std=0.1).user_encoder.weight.std().item() == pytest.approx(0.1, rel=0.05)
+
+
+def test_call_factory_passes_the_context_only_to_factories_that_name_it():
+    ctx = ModelContext(3, {"t": 2}, items="catalog", train_rows={"t": ([0, 1], [1, 0])})
+    got = {}
+
+    def old(num_users, num_items):  # an older user factory: neither items nor context
+        got["old"] = (num_users, dict(num_items))
+
+    def with_items(num_users, num_items, items=None):
+        got["items"] = items
+
+    def with_context(num_users, num_items, context=None):
+        got["context"] = context
+
+    for factory in (old, with_items, with_context):
+        call_factory(factory, context=ctx, num_users=3, num_items={"t": 2})
+    assert got == {"old": (3, {"t": 2}), "items": "catalog", "context": ctx}
+    assert ctx.graph("t").to_dense().tolist() == [[0, 1], [1, 0], [0, 0]]
+    with pytest.raises(KeyError, match="no domain 's'"):
+        ctx.graph("s")

@@ -27,6 +27,7 @@ from translearn.data.protocols import SampledNegatives, check_ranking
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
+from translearn.models.context import ModelContext
 from translearn.models.factory import call_factory
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
@@ -134,12 +135,19 @@ def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
                           max_missing_images=float(cfg.data.get("max_missing_images", 0.5)))
 
 
+def build_context(cfg: DictConfig, prepared: PreparedData, domains: list[str]) -> ModelContext:
+    """What a model factory may know of the data (``ModelContext``): sizes, the item catalogue
+    (``build_catalog``), and, built only when a factory asks, the training-only graphs and shared users."""
+    return ModelContext.of(prepared, domains, build_catalog(cfg, prepared))
+
+
 def build_model(cfg: DictConfig, prepared: PreparedData) -> Recommender:
-    """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains) and
-    ``items`` (the ``ItemCatalog``; passed only to factories that take it)."""
+    """The run's model: ``cfg.model``'s factory with ``num_users``, ``num_items`` (the model's domains),
+    ``items`` (the ``ItemCatalog``) and ``context`` (``ModelContext``), the last two passed only to factories
+    that take them."""
     factory = _instantiate(cfg.model, "model")
-    model = call_factory(factory, build_catalog(cfg, prepared), num_users=prepared.num_users,
-                         num_items={d: prepared.num_items(d) for d in model_domains(cfg, prepared)})
+    context = build_context(cfg, prepared, model_domains(cfg, prepared))
+    model = call_factory(factory, context=context, num_users=context.num_users, num_items=context.num_items)
     unload_encoders()  # a content tower's features are in the model (and cached): free the text encoder
     return model
 
@@ -162,6 +170,9 @@ def check_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) 
     if cls.refuses_sequences and model.needs_history:
         raise ConfigError(f"config key 'strategy': {cls.__name__} does not work with sequence models "
                           f"(model={cfg.model._target_.rsplit('.', 1)[-1]}): {cls.refuses_sequences}")
+    why = cls.refuses_model(model)  # a graph or paired model the strategy cannot train
+    if why:
+        raise ConfigError(f"config key 'strategy': {why}", config_key="strategy")
     check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), str(cfg.model.get("item_tower", "id")),
                  bool(model.needs_history))
     requested_eval_domains(cfg, model)
@@ -252,7 +263,8 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
     return CrossDomainDataModule(prepared, strategy.train_domains, batch_size=train_batch_size(cfg, strategy.model),
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,
-                                 eval_domains=strategy.eval_domains)
+                                 eval_domains=strategy.eval_domains,
+                                 paired="paired" in getattr(strategy.model, "reads", ()))
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

@@ -4,7 +4,9 @@ Training batch (one dict per step), for every domain ``d`` the strategy trains o
     batch[d] = {"users": [B_d], "items": [B_d], "negatives": [B_d, N], "ratings": [B_d] (if any)}
 The domain with the most training rows is the anchor: an epoch is one pass over its rows in batches
 of B; every other domain contributes ``ceil(B * n_d / n_anchor)`` rows per step, so each domain is
-seen about once per epoch and a sparse target does not shrink the epoch of a joint model.
+seen about once per epoch and a sparse target does not shrink the epoch of a joint model. Each domain's
+rows are drawn independently; a model that declares ``reads = {"paired"}`` gets ``PairedBatches`` instead:
+shared users only, row ``b`` the same user in every domain.
 
 Evaluation batch (target domain), under full ranking:
     {"users": [B], "targets": [B, T] (-1 pad), "exclude_rows": [E], "exclude_cols": [E], "n_candidates": [B],
@@ -133,6 +135,57 @@ class TrainBatches(Dataset):
         return self.__getitems__([i])
 
 
+class PairedBatches(TrainBatches):
+    """Paired training batches, for models that declare ``reads = {"paired"}`` (CoNet-style cross-connected
+    towers, DTCDR-style shared-user fusion): every row of a step belongs to a **shared user** (training rows
+    in every domain), and row ``b`` of each domain's part is the same user:
+
+        batch[d] = {"users": [B] (the same tensor values in every domain), "items": [B], "negatives": [B, N]}
+
+    An epoch is one pass over the anchor domain's training rows of shared users (the domain with the most
+    such rows); each row is paired with one of the same user's training rows of every other domain, drawn
+    uniformly. Only training rows are ever drawn (``PreparedData.train``); negatives as in ``TrainBatches``.
+    """
+
+    def __init__(self, prepared: PreparedData, domains: Sequence[str], num_negatives: int, seed: int,
+                 rank: int = 0) -> None:
+        super().__init__(prepared, domains, num_negatives, seed, rank)
+        if len(self.domains) < 2:
+            raise ValueError("paired batches need at least two training domains (a cross-domain strategy)")
+        shared = np.ones(prepared.num_users, dtype=bool)
+        for rows in self.rows.values():
+            has = np.zeros(prepared.num_users, dtype=bool)
+            has[rows.users] = True
+            shared &= has
+        if not shared.any():
+            raise ValueError(f"paired batches: no user has training rows in every domain of {self.domains}")
+        self.shared = np.flatnonzero(shared)
+        keep = {d: np.flatnonzero(shared[r.users]) for d, r in self.rows.items()}  # rows of shared users
+        self.anchor = max(self.domains, key=lambda d: len(keep[d]))
+        self.others = [d for d in self.domains if d != self.anchor]
+        self.anchor_rows = keep[self.anchor]
+        # per other domain: each user's training row indices, in compressed rows
+        self.user_rows = {d: CSR(self.rows[d].users, np.arange(len(self.rows[d])), prepared.num_users)
+                          for d in self.others}
+
+    def _reset(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def __len__(self) -> int:
+        return len(self.anchor_rows)
+
+    def __getitems__(self, indices: list[int]) -> dict[str, dict[str, torch.Tensor]]:
+        rows = self.anchor_rows[np.asarray(indices, dtype=np.int64)]
+        users = self.rows[self.anchor].users[rows]
+        batch = {self.anchor: self._part(self.anchor, rows)}
+        for d in self.others:
+            index = self.user_rows[d]
+            starts, counts = index.indptr[users], index.indptr[users + 1] - index.indptr[users]
+            picked = index.items[starts + (self.rng.random(len(users)) * counts).astype(np.int64)]
+            batch[d] = self._part(d, picked)
+        return batch
+
+
 class EvalRows(Dataset):
     """Evaluation rows of the target domain for one role ('valid' or 'test')."""
 
@@ -245,7 +298,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
                  num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0,
                  history: HistorySpec | None = None, sampled: PreparedData | None = None,
-                 eval_domains: Sequence[str] = ()) -> None:
+                 eval_domains: Sequence[str] = (), paired: bool = False) -> None:
         super().__init__()
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
@@ -258,6 +311,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_negatives, self.seed = num_negatives, seed
         self.history = history  # set for models that read histories (sequence models)
+        self.paired = paired  # models that read paired batches (reads={"paired"}): ``PairedBatches``
         # a second protocol (translearn.data.extra_protocol.sampled_view): its val/test rows are the loader
         # "target/sampled" of each stage, logged as <stage>/target/sampled/<metric>
         self.sampled = sampled
@@ -273,7 +327,8 @@ class CrossDomainDataModule(pl.LightningDataModule):
             return self._sequence_train()
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        data = TrainBatches(self.prepared, self.train_domains, self.num_negatives, self.seed, rank=rank)
+        batches = PairedBatches if self.paired else TrainBatches
+        data = batches(self.prepared, self.train_domains, self.num_negatives, self.seed, rank=rank)
         sampler = EpochSampler(data, num_replicas=world, rank=rank, seed=self.seed)
         return DataLoader(data, batch_size=self.batch_size, sampler=sampler, collate_fn=_identity)
 

@@ -1,8 +1,10 @@
 """Ready-made recommenders, built from data sizes plus a few hyperparameters (the ``model`` config group).
 
-Configs give these with ``_partial_: true``; training fills in ``num_users``, ``num_items`` and ``items``
-(the ``ItemCatalog`` of the run's data: item text, attributes, images). ``model.item_tower`` chooses the
-item towers (``id``, ``text``, ``id_text``, ``image``; see ``translearn.models.content``).
+Configs give these with ``_partial_: true``; training fills in ``num_users``, ``num_items``, ``items``
+(the ``ItemCatalog`` of the run's data: item text, attributes, images) and, for a factory that names it,
+``context`` (``translearn.models.context.ModelContext``: also the training-only graphs and shared users).
+``model.item_tower`` chooses the item towers (``id``, ``text``, ``id_text``, ``image``; see
+``translearn.models.content``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 from translearn.errors import ConfigError
 from translearn.models.content import ContentSpec, content_parts
 from translearn.models.content_towers import ContentItemTower
+from translearn.models.context import ModelContext
 from translearn.models.encoders import BiasedIdEmbedding, IdEmbedding
 from translearn.models.heads import DotHead, MLPHead
 from translearn.models.recommender import Recommender
@@ -85,9 +88,15 @@ def accepts(factory: Any, name: str) -> bool:
     return name in params and params[name].kind is not inspect.Parameter.VAR_POSITIONAL
 
 
-def call_factory(factory: Any, items: Any = None, **kwargs: Any) -> Recommender:
-    """``factory(**kwargs, items=items)``; a factory without an ``items`` parameter (an older user factory)
-    is called without it."""
+def call_factory(factory: Any, items: Any = None, context: ModelContext | None = None, **kwargs: Any) -> Recommender:
+    """``factory(**kwargs, items=items, context=context)``: ``items`` (the ``ItemCatalog``, default the
+    context's) to a factory that names an ``items`` parameter, ``context`` (``ModelContext``: sizes, item
+    catalogue, training-only graphs, shared users) to one that names ``context``; a factory without them
+    (an older user factory) is called without them."""
+    if items is None and context is not None:
+        items = context.items
     if items is not None and accepts(factory, "items"):
         kwargs["items"] = items
+    if context is not None and accepts(factory, "context"):
+        kwargs["context"] = context
     return factory(**kwargs)

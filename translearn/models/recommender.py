@@ -12,6 +12,7 @@ tower): one module shared by every domain's tower.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -33,6 +34,10 @@ class Recommender(nn.Module):
     """
 
     needs_history: int = 0  # history length the model reads (0: the user id only)
+    # What the model reads of the data beyond user ids, declared here and nowhere else: "history" (queries
+    # carry histories: the data module builds them), "graph" (its factory reads the training graphs of
+    # ``ModelContext``), "paired" (training batches of shared users' rows in each domain).
+    reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module,
                  content_adaptor: nn.Module | None = None, content_mix: nn.Module | None = None) -> None:
@@ -84,3 +89,8 @@ class Recommender(nn.Module):
 
     def score_all(self, domain: str, query: Query, out: Tensor | None = None) -> Tensor:
         return self.head.score_all(self.query_vectors(domain, query), self.item_vectors(domain), out=out)
+
+    def regularization(self, domain: str, part: Mapping[str, Tensor]) -> Tensor | None:
+        """A model's own penalty on a training part of ``domain`` (e.g. LightGCN's L2 on the batch's ego
+        embeddings), added to that domain's loss; None: none."""
+        return None

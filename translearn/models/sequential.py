@@ -68,6 +68,7 @@ class SequenceRecommender(Recommender):
     """
 
     preferred_loss = "ce"
+    reads = frozenset({"history"})
 
     def __init__(self, encoder: nn.Module, history_domains: Sequence[str], num_items: Mapping[str, int],
                  max_history: int, history_scope: str = "target", content_adaptor: nn.Module | None = None,

@@ -67,6 +67,9 @@ class TransferStrategy(pl.LightningModule):
         if self.refuses_sequences and getattr(model, "needs_history", 0):
             raise ConfigError(f"strategy {type(self).__name__} does not work with sequence models: "
                              f"{self.refuses_sequences}")
+        why = self.refuses_model(model)
+        if why:
+            raise ConfigError(f"strategy {type(self).__name__}: {why}")
         super().__init__()
         self.save_hyperparameters(ignore=["model", "optimizer", "scheduler", "loss", "source_model", "facts"])
         self.model = model
@@ -96,6 +99,20 @@ class TransferStrategy(pl.LightningModule):
                 raise ValueError(f"eval_domains: cannot evaluate domain {domain!r}: {why}")
         self.evaluator = Evaluator(target_domain, ks, metrics, repeats,
                                    ratings=getattr(self.loss_fn, "needs_ratings", False), sources=self.eval_domains)
+
+    @classmethod
+    def refuses_model(cls, model: nn.Module) -> str | None:
+        """Why this strategy cannot train ``model`` (one line, read from what the model declares it reads,
+        ``Recommender.reads``), or None. Sequence models: ``refuses_sequences``, checked on its own."""
+        reads = getattr(model, "reads", frozenset())
+        if cls.uses_source_model and reads & {"graph", "paired"}:
+            what = "the training graph" if "graph" in reads else "paired batches"
+            return (f"{cls.__name__} starts from a source-stage model, and the source stage does not build "
+                    f"models that read {what} ({type(model).__name__}); use strategy=target_only or strategy=joint")
+        if "paired" in reads and not cls.uses_sources:
+            return (f"{cls.__name__} trains on one domain, and {type(model).__name__} trains on paired batches of "
+                    "shared users across domains; use strategy=joint")
+        return None
 
     # ---- what subclasses provide ----------------------------------------------------------------
     @property
@@ -146,7 +163,8 @@ class TransferStrategy(pl.LightningModule):
             raise ValueError(f"the loss {type(self.loss_fn).__name__} needs sampled negatives; "
                              "set data.num_negatives >= 1")
         pos, neg = self.model.score_pos_neg(domain, part, part["items"], part["negatives"])
-        return self.loss_fn(pos, neg)
+        penalty = self.model.regularization(domain, part) if hasattr(self.model, "regularization") else None
+        return self.loss_fn(pos, neg) if penalty is None else self.loss_fn(pos, neg) + penalty
 
     def _sequence_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
         """Next-item loss at every position whose label is an item of ``domain``: full softmax (loss=ce)

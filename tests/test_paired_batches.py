@@ -66,7 +66,7 @@ def test_build_datamodule_pairs_batches_for_a_model_that_declares_it(tmp_path):
     from translearn.build import build_datamodule, build_model, build_run_data, build_strategy
     from translearn.cli.config import compose
 
-    cfg = compose(["strategy=joint", "data.dataset.num_users=60", "data.dataset.num_items=[20,15]",
+    cfg = compose(["strategy=joint", "data.dataset.num_users=60", "data.dataset.num_items=[30,25]",
                    f"paths.cache_dir={tmp_path / 'cache'}"], output_dir=tmp_path)
     prepared = build_run_data(cfg)
     model = build_model(cfg, prepared)

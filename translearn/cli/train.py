@@ -24,6 +24,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from translearn import distributed
 from translearn.cli.config import config_dir, normalise_overrides
 from translearn.errors import (
     FORCED_FULL_ERROR_ENV,
@@ -83,7 +84,7 @@ def _record_failure(folder: Path, err: BaseException) -> None:
 
     message = one_line(err)
     _failed.append((str(folder), message))
-    if not folder.exists() or folder.is_dir():
+    if (not folder.exists() or folder.is_dir()) and distributed.is_rank_zero():  # one error.json per job
         atomic_write_json(folder / "error.json", error_record(err))
     if "translearn.wandb_logging" in sys.modules:  # the job's W&B run: finished as failed, with the error
         sys.modules["translearn.wandb_logging"].fail_wandb_runs(error_record(err))
@@ -98,12 +99,14 @@ def _is_user_error(err: BaseException) -> bool:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
+    # under torchrun / srun: ranks other than 0 log to train_rank<r>.log in the job's one run folder
+    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *distributed.rank_overrides()]
     debug = debug_requested()
     if not debug:  # let Hydra pass errors through to us instead of printing its own traceback and exiting 1
         os.environ["HYDRA_FULL_ERROR"] = os.environ[FORCED_FULL_ERROR_ENV] = "1"
     try:
-        _hydra_main()
+        with distributed.run_stamp_for_job():  # one run folder per job, shared by its ranks
+            _hydra_main()
     except Exception as err:
         if debug or not _is_user_error(err):
             raise

@@ -192,3 +192,17 @@ def test_slurm_tasks_share_one_folder_named_after_the_job(tmp_path):
     assert [r.name for r in runs] == ["slurm-4242.0"]
     assert (runs[0] / "metrics.json").is_file() and (runs[0] / "train_rank1.log").is_file()
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in (runs[0] / "train_rank1.log").read_text()
+
+
+# ---- GPU trainers: mixed precision and pinned memory, chosen in config (fast) ---------------------------------
+@pytest.mark.parametrize("trainer, precision, pinned", [("cpu", None, False), ("gpu", "bf16-mixed", True),
+                                                         ("ddp_gpu", "bf16-mixed", True), ("ddp", None, False)])
+def test_gpu_trainers_select_bf16_autocast_and_pinned_memory(trainer, precision, pinned, tmp_path):
+    from translearn.build import loader_settings
+    from translearn.cli.config import compose
+
+    cfg = compose([f"trainer={trainer}"], output_dir=tmp_path)
+    assert cfg.trainer.get("precision") == precision
+    assert loader_settings(cfg) == {"num_workers": 0, "pin_memory": pinned}
+    cfg = compose([f"trainer={trainer}", "loader.pin_memory=false", "loader.num_workers=2"], output_dir=tmp_path)
+    assert loader_settings(cfg) == {"num_workers": 2, "pin_memory": False}

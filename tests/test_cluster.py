@@ -46,6 +46,9 @@ def test_slurm_variables_give_rank_and_one_folder_name_per_job_step():
     assert distributed.rank_overrides({**SRUN, "SLURM_PROCID": "0"}) == []
     one_task = {**SRUN, "SLURM_NTASKS": "1", "SLURM_PROCID": "0"}  # an sbatch job of one task: a plain run
     assert distributed.launcher(one_task) is None and distributed.job_run_stamp(one_task) is None
+    batch_script = {k: v for k, v in SRUN.items() if k != "SLURM_STEP_ID"} | {"SLURM_PROCID": "0"}
+    assert distributed.launcher(batch_script) is None  # the batch script itself, not under srun: a plain run
+    assert distributed.job_run_stamp({**SRUN, "SLURM_STEP_ID": "3"}) == "slurm-4242.3"  # another srun, another folder
 
 
 def test_torchrun_without_a_store_needs_a_rendezvous_id():

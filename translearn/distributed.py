@@ -31,7 +31,9 @@ def launcher(env: Mapping[str, str] | None = None) -> str | None:
     env = os.environ if env is None else env
     if "TORCHELASTIC_RUN_ID" in env and "RANK" in env and int(env.get("WORLD_SIZE", "1")) > 1:
         return "torchrun"
-    if "SLURM_PROCID" in env and "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
+    # srun sets a numeric step id; the batch script itself (no srun) is not one rank of several
+    if ("SLURM_PROCID" in env and "SLURM_JOB_ID" in env and int(env.get("SLURM_NTASKS", "1")) > 1
+            and env.get("SLURM_STEP_ID", "").isdigit()):
         return "slurm"
     return None
 
@@ -73,14 +75,14 @@ def job_run_stamp(env: Mapping[str, str] | None = None) -> str | None:
     """The run folder name all ranks of this job share, or None outside a cluster launcher (then each run
     is named after its start time, as before).
 
-    SLURM: ``slurm-<job id>[.<step id>]`` (each task knows it; the tasks' clocks may differ, so no time).
+    SLURM: ``slurm-<job id>.<step id>`` (each task knows it; the tasks' clocks may differ, so no time; each
+    ``srun`` of a job is a step of its own).
     torchrun: the start time of the first rank to ask, agreed through the launcher's store; without that
     store, ``torchrun-<rdzv id>``."""
     env = os.environ if env is None else env
     kind = launcher(env)
     if kind == "slurm":
-        step = env.get("SLURM_STEP_ID")
-        return f"slurm-{env['SLURM_JOB_ID']}" + (f".{step}" if step not in (None, "") else "")
+        return f"slurm-{env['SLURM_JOB_ID']}.{env['SLURM_STEP_ID']}"
     if kind == "torchrun":
         if env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true" and "MASTER_PORT" in env:
             return _shared_through_store(env, _now())

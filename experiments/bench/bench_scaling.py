@@ -63,7 +63,8 @@ def measure(args: argparse.Namespace) -> dict:
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     datamodule = build_datamodule(cfg, prepared, strategy)
     timer = EpochTimer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, limit_val_batches=0, logger=False,
+    trainer = pl.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=args.epochs,
+                         limit_val_batches=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer])
     trainer.fit(strategy, datamodule=datamodule)
@@ -91,7 +92,8 @@ def measure(args: argparse.Namespace) -> dict:
         "eval_batch_users": eval_batch,
         "peak_rss_after_data_mib": round(rss_data), "peak_rss_after_training_mib": round(rss_train),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "optimizer": args.optimizer, "torch_threads": args.threads,
+        "optimizer": args.optimizer, "torch_threads": args.threads, "device": args.device,
+        **({"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20)} if args.device == "cuda" else {}),
         "test_ndcg@10": round(metrics["test/target/ndcg@10"], 4),
     }
 
@@ -151,6 +153,7 @@ def main() -> None:
                         help="with --item-sizes: bound on the full-ranking score matrix (rows x items)")
     parser.add_argument("--eval-pairs", type=int, default=4_000_000_000,
                         help="with --item-sizes: (user, item) pairs in the measured test pass (0: all)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: one size
     args = parser.parse_args()
     if args.one:

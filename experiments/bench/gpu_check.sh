@@ -27,7 +27,10 @@ OUT="${OUT:-$(mktemp -d /tmp/gpu-check-XXXXXX)}"
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" WANDB_MODE=offline
 START=$(date +%s)
 
-emit() {  # emit <figure> <json of the run> : one line {"figure", "device", ...}
+emit() {  # emit <figure> <json of the run> : one line {"figure", "elapsed_s", "result"}
+  if [ -z "$2" ]; then  # the run ended without its JSON line (e.g. stopped by a signal Lightning caught)
+    echo "{\"figure\": \"$1\", \"error\": \"no result line\"}"; return
+  fi
   echo "{\"figure\": \"$1\", \"elapsed_s\": $(( $(date +%s) - START )), \"result\": $2}"
 }
 last_json() { grep '^{' | tail -n 1; }

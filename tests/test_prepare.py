@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -116,7 +117,8 @@ def test_cache_hit_reads_the_entry(tmp_path, monkeypatch):
     first = run(cache_dir=tmp_path, protocol=SampledNegatives(5))
     entries = [p for p in tmp_path.iterdir()]
     assert [e.name for e in entries] == [first.key[:24]]
-    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays.npz", "checksums.json", "manifest.json"]
+    assert sorted(f.name for f in entries[0].iterdir()) == ["arrays", "checksums.json", "manifest.json"]
+    assert isinstance(first.data.domain("target").interactions.users, np.memmap)  # read back mapped
 
     def no_load(self):
         raise AssertionError("the cache should have been read")
@@ -182,6 +184,23 @@ def test_save_load_round_trip(tmp_path):
     assert back.data.domain("e").num_items == 0 and back.data.domain("e").item_text.tolist() == []
     assert back.held_out("test").items.tolist() == [0]
     assert back.stats()["split"] == {"train": 2, "valid": 1, "test": 1, "eval_users": 2, "sampled_negatives": 2}
+
+
+def test_an_entry_of_the_npz_format_still_loads(tmp_path):
+    p = hand_prepared()
+    np.savez(tmp_path / "arrays.npz", **p.arrays())
+    (tmp_path / "manifest.json").write_text(json.dumps(p.manifest() | {"domains": list(p.data.domains)}))
+    assert_same(p, PreparedData.load(tmp_path))
+
+
+def test_mapped_arrays_are_read_only_and_shared(tmp_path):
+    p = run()
+    p.save(tmp_path)
+    back = PreparedData.load(tmp_path)
+    users = back.data.domain("target").interactions.users
+    assert isinstance(users, np.memmap) and not users.flags.writeable
+    assert not isinstance(PreparedData.load(tmp_path, mmap=False).data.domain("target").interactions.users,
+                          np.memmap)
 
 
 def test_save_load_round_trip_synthetic(tmp_path):

@@ -264,7 +264,16 @@ def build_datamodule(cfg: DictConfig, prepared: PreparedData, strategy: Transfer
                                  num_negatives=num_negatives, eval_batch_size=int(cfg.data.eval_batch_size),
                                  seed=int(cfg.seed), history=HistorySpec.of(strategy.model), sampled=sampled,
                                  eval_domains=strategy.eval_domains,
-                                 paired="paired" in getattr(strategy.model, "reads", ()))
+                                 paired="paired" in getattr(strategy.model, "reads", ()), **loader_settings(cfg))
+
+
+def loader_settings(cfg: DictConfig) -> dict[str, Any]:
+    """``loader.num_workers`` and ``loader.pin_memory`` (``auto``: pinned when the trainer runs on a GPU)."""
+    loader = cfg.get("loader") or {}
+    pin = loader.get("pin_memory", "auto")
+    if pin in ("auto", None):
+        pin = str(OmegaConf.select(cfg, "trainer.accelerator") or "cpu") in ("gpu", "cuda")
+    return {"num_workers": int(loader.get("num_workers", 0) or 0), "pin_memory": bool(pin)}
 
 
 def build_trainer(cfg: DictConfig, **overrides: Any) -> pl.Trainer:

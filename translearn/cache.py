@@ -18,7 +18,10 @@ import json
 import logging
 import os
 import shutil
+import socket
 import tempfile
+import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -195,12 +198,22 @@ def read_entry(entry: Path, load: Callable[[Path], T], what: str) -> T | None:
     return None
 
 
+LOCK_STALE_S = float(os.environ.get("TRANSLEARN_LOCK_STALE_S", 120))  # a lock file not refreshed for this long is stale
+LOCK_POLL_S = 0.5
+
+
 @contextlib.contextmanager
 def entry_lock(entry: Path | None) -> Iterator[None]:
-    """Hold an exclusive lock for ``entry`` while building-if-missing, so jobs in parallel processes on
-    this machine (a joblib sweep, DDP ranks, two terminals) build one cache entry once: the others wait,
-    then read it. ``None``: no cache, no lock. The lock is an empty file in the temp folder named after
-    the entry's absolute path (the cache folder stays clean); a killed job releases it with its process."""
+    """Hold an exclusive lock for ``entry`` while building-if-missing, so parallel jobs and the ranks of a
+    multi-node job build one cache entry once: the others wait, then read it. ``None``: no cache, no lock.
+
+    Two locks, both needed: a ``flock`` on a file in this machine's temp folder (the processes of one
+    machine queue on it without polling; a killed job releases it with its process), then a lock file
+    ``.lock-<entry>`` beside the entry, made by an atomic exclusive create, which also holds across the
+    machines that share the cache folder (NFS, Lustre, GPFS), where ``flock`` alone may not. The holder
+    refreshes the lock file's time every few seconds; a lock file not refreshed for ``LOCK_STALE_S`` seconds
+    (``TRANSLEARN_LOCK_STALE_S``), or held by a process of this machine that no longer runs, is stale and
+    taken over, so a job killed on another node blocks the others for at most that long."""
     if entry is None:
         yield
         return
@@ -210,6 +223,85 @@ def entry_lock(entry: Path | None) -> Iterator[None]:
     with open(folder / f"{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            yield
+            with shared_lock(Path(entry).parent / f".lock-{Path(entry).name}"):
+                yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_owner() -> dict:
+    return {"host": socket.gethostname(), "pid": os.getpid(), "token": uuid.uuid4().hex}
+
+
+def _lock_is_stale(path: Path, stale_s: float) -> bool:
+    """Whether the lock file at ``path`` was left by a job that is gone: not refreshed for ``stale_s``
+    seconds, or written by a process of this machine that no longer exists."""
+    try:
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return False  # released meanwhile: not stale, just free
+    try:
+        owner = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        owner = {}  # being written (still empty) or unreadable: only its age decides
+    if age > stale_s:
+        return True
+    if owner.get("host") == socket.gethostname() and isinstance(owner.get("pid"), int):
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+    return False
+
+
+@contextlib.contextmanager
+def shared_lock(path: Path, stale_s: float | None = None, poll_s: float = LOCK_POLL_S) -> Iterator[None]:
+    """An exclusive lock that holds on a shared file system: the lock file ``path`` made with ``O_CREAT |
+    O_EXCL`` (atomic on NFSv3+ and the cluster file systems), refreshed by a thread while held, removed on
+    release; a stale one (see ``_lock_is_stale``) is renamed away (one waiter wins the rename) and retaken."""
+    import threading
+
+    stale_s = LOCK_STALE_S if stale_s is None else stale_s
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    owner = _lock_owner()
+    waited, warned = 0.0, False
+    while True:
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        except FileExistsError:
+            if _lock_is_stale(path, stale_s):
+                away = path.with_name(f"{path.name}.stale-{owner['token']}")
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(path, away)  # only one waiter's rename finds the file
+                    log.warning("cache lock %s was stale (its job is gone); taking it over", path)
+                    away.unlink(missing_ok=True)
+                continue
+            if not warned and waited > 30:
+                log.info("waiting for cache lock %s (another job is building this entry)", path)
+                warned = True
+            time.sleep(poll_s)
+            waited += poll_s
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(owner))
+        break
+    stop = threading.Event()
+
+    def refresh() -> None:
+        while not stop.wait(max(stale_s / 8, 0.05)):
+            with contextlib.suppress(OSError):
+                os.utime(path)
+
+    keeper = threading.Thread(target=refresh, name="translearn-lock-refresh", daemon=True)
+    keeper.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        keeper.join()
+        with contextlib.suppress(OSError, ValueError):  # remove it only if it is still ours
+            if json.loads(path.read_text()).get("token") == owner["token"]:
+                path.unlink()

@@ -38,13 +38,14 @@ ALLOW_FLAG = "--allow-other-data"
 # ---- failures ------------------------------------------------------------------------------------------------
 
 
-def record_failure(folder: Path, err: BaseException) -> dict[str, Any]:
+def record_failure(folder: Path, err: BaseException, write: bool = True) -> dict[str, Any]:
     """Write ``error.json`` into ``folder`` (when it is, or can be, a folder) and return the record; an internal
-    error also gets its traceback written to ``traceback.txt`` beside it."""
+    error also gets its traceback written to ``traceback.txt`` beside it. ``write=False`` (a rank other than 0
+    of a multi-process job, whose rank 0 writes the job's one record): the record only."""
     from translearn.cache import atomic_write_bytes, atomic_write_json
 
     record = error_record(err)
-    if folder.exists() and not folder.is_dir():
+    if not write or (folder.exists() and not folder.is_dir()):
         return record
     try:
         if not is_user_error(err):

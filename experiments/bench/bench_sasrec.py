@@ -29,9 +29,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--eval-runs", type=int, default=3)
     parser.add_argument("--peer", action="store_true", help="also run RecBole SASRec (about 90 s per epoch)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--precision", default="32-true", help="Lightning precision, e.g. bf16-mixed (autocast)")
+    parser.add_argument("overrides", nargs="*", help="extra config overrides, e.g. data=synthetic")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    ours = bench_translearn(OVERRIDES, args.epochs, args.eval_runs)
+    ours = bench_translearn([*OVERRIDES, *args.overrides], args.epochs, args.eval_runs, args.device, args.precision)
     print(json.dumps(ours), flush=True)
     if args.peer and (peer := bench_peer("SASRec", args.epochs)):
         print(json.dumps(peer))

@@ -1,4 +1,5 @@
-"""How cost grows with the data: synthetic data at 10k, 100k and 1M users, items fixed.
+"""How cost grows with the data: synthetic data at 10k, 100k and 1M users, items fixed; or, with
+``--item-sizes``, users fixed and 50k, 200k and 1M items per domain.
 
 For each size, in its own process (so that peak memory is that size's own): generate and prepare the
 data (generation, preprocessing, split, no cache), train target-only MF for --epochs epochs (median
@@ -9,6 +10,12 @@ per user in the source and 6 in the target). Each user chooses among --candidate
 them (``data.dataset.candidates``), which keeps generation at O(users x candidates).
 
     .venv/bin/python experiments/bench/bench_scaling.py [--users 10000 100000 1000000] [--out DIR]
+    .venv/bin/python experiments/bench/bench_scaling.py --users 100000 --item-sizes 50000 200000 1000000
+
+Large catalogues: the full-ranking score matrix is eval rows x items floats, so ``--eval-elems`` bounds
+it (test users per batch = eval-elems / items, at least 1) and ``--eval-pairs`` measures the test pass on
+about that many (user, item) pairs (``limit_test_batches``; 0: every test user). Peak RSS then shows
+whether evaluation stays bounded as the catalogue grows, and ns per pair whether its cost per pair does.
 Prints one JSON line per size, then a Markdown table; writes scaling.json, scaling.md and scaling.png
 into --out (default outputs/bench).
 """
@@ -56,32 +63,48 @@ def measure(args: argparse.Namespace) -> dict:
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     datamodule = build_datamodule(cfg, prepared, strategy)
     timer = EpochTimer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=args.epochs, limit_val_batches=0, logger=False,
+    trainer = pl.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=args.epochs,
+                         limit_val_batches=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer])
     trainer.fit(strategy, datamodule=datamodule)
+    rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    test_users = int(len(set(prepared.held_out("test").users.tolist())))
+    eval_batch = args.eval_batch
+    if args.item_sizes:  # a bounded score matrix, and a bounded number of pairs measured
+        eval_batch = max(1, min(args.eval_batch, args.eval_elems // args.items))
+        datamodule.eval_batch_size = eval_batch
+        if args.eval_pairs:
+            batches = max(1, -(-args.eval_pairs // (eval_batch * args.items)))
+            trainer.limit_test_batches = batches
+            test_users = min(test_users, batches * eval_batch)
     start = time.perf_counter()
     metrics = trainer.test(strategy, datamodule=datamodule, verbose=False)[0]
     eval_s = time.perf_counter() - start
     target = prepared.target
     interactions = sum(len(prepared.train(d)) for d in prepared.domains)
-    test_users = int(len(set(prepared.held_out("test").users.tolist())))
     return {
         "users": args.one, "items_per_domain": args.items, "interactions": interactions,
         "target_train_rows": len(prepared.train(target)), "test_users": test_users,
         "data_s": round(data_s, 2), "epoch_s": round(statistics.median(timer.times), 2),
         "eval_s": round(eval_s, 2), "eval_us_per_user_item": round(eval_s / (test_users * args.items) * 1e6, 5),
         "epoch_us_per_row": round(statistics.median(timer.times) / len(prepared.train(target)) * 1e6, 3),
-        "peak_rss_after_data_mib": round(rss_data),
+        "eval_batch_users": eval_batch,
+        "peak_rss_after_data_mib": round(rss_data), "peak_rss_after_training_mib": round(rss_train),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-        "optimizer": args.optimizer, "torch_threads": args.threads,
+        "optimizer": args.optimizer, "torch_threads": args.threads, "device": args.device,
+        **({"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20)} if args.device == "cuda" else {}),
         "test_ndcg@10": round(metrics["test/target/ndcg@10"], 4),
     }
 
 
-def table(rows: list[dict]) -> str:
+def table(rows: list[dict], by_items: bool = False) -> str:
     cols = ["users", "interactions", "test_users", "data_s", "epoch_s", "epoch_us_per_row", "eval_s",
             "eval_us_per_user_item", "peak_rss_after_data_mib", "peak_rss_mib"]
+    if by_items:
+        cols = ["items_per_domain", "interactions", "data_s", "epoch_s", "epoch_us_per_row", "test_users",
+                "eval_batch_users", "eval_s", "eval_us_per_user_item", "peak_rss_after_data_mib",
+                "peak_rss_after_training_mib", "peak_rss_mib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols) + " |"
               for r in rows]
@@ -124,29 +147,40 @@ def main() -> None:
                         help="lazy_adam (touched rows only) or adam (every row, every step: quadratic in users)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench")
+    parser.add_argument("--item-sizes", type=int, nargs="+", default=None,
+                        help="vary items per domain instead (users fixed at the first --users)")
+    parser.add_argument("--eval-elems", type=int, default=1 << 26,
+                        help="with --item-sizes: bound on the full-ranking score matrix (rows x items)")
+    parser.add_argument("--eval-pairs", type=int, default=4_000_000_000,
+                        help="with --item-sizes: (user, item) pairs in the measured test pass (0: all)")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # the child process: one size
     args = parser.parse_args()
     if args.one:
         print(json.dumps(measure(args)), flush=True)
         return
     rows = []
-    for users in args.users:
-        child = [sys.executable, __file__, "--one", str(users), *sys.argv[1:]]
+    sizes = [(args.users[0], n) for n in args.item_sizes] if args.item_sizes else [(u, args.items) for u in args.users]
+    for users, items in sizes:
+        child = [sys.executable, __file__, *sys.argv[1:], "--one", str(users), "--items", str(items)]
         done = subprocess.run(child, capture_output=True, text=True)
         if done.returncode != 0:
-            print(f"{users:,} users failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
+            print(f"{users:,} users x {items:,} items failed (exit {done.returncode}):\n{done.stderr[-3000:]}",
+                  file=sys.stderr)
             break
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(json.dumps(rows[-1]), flush=True)
     if not rows:
         sys.exit(1)
     args.out.mkdir(parents=True, exist_ok=True)
-    md = table(rows)
+    md = table(rows, by_items=bool(args.item_sizes))
     print("\n" + md)
-    (args.out / "scaling.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "scaling.md").write_text(md + "\n")
-    plot(rows, args.out / "scaling.png")
-    print(f"\nwritten: {args.out / 'scaling.md'}, {args.out / 'scaling.png'}")
+    name = "scaling_items" if args.item_sizes else "scaling"
+    (args.out / f"{name}.json").write_text(json.dumps(rows, indent=2) + "\n")
+    (args.out / f"{name}.md").write_text(md + "\n")
+    if not args.item_sizes:
+        plot(rows, args.out / "scaling.png")
+    print(f"\nwritten: {args.out / (name + '.md')}")
 
 
 if __name__ == "__main__":

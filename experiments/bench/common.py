@@ -34,14 +34,17 @@ class EpochTimer(pl.Callback):
         self.times.append(time.perf_counter() - self.start)
 
 
-def bench_translearn(overrides: list[str], epochs: int, eval_runs: int) -> dict:
+def bench_translearn(overrides: list[str], epochs: int, eval_runs: int, device: str = "cpu",
+                     precision: str = "32-true") -> dict:
+    """``device``: cpu or cuda; ``precision``: Lightning's (``32-true``, ``bf16-mixed``: autocast)."""
     cfg = compose(overrides, output_dir=tempfile.mkdtemp(prefix="bench-"))
     prepared = build_data(cfg.data, cfg.paths.cache_dir)
     pl.seed_everything(2022, verbose=False)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     datamodule = build_datamodule(cfg, prepared, strategy)
     timer = EpochTimer()
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, limit_val_batches=0, logger=False,
+    trainer = pl.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, precision=precision,
+                         max_epochs=epochs, limit_val_batches=0, logger=False,
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                          callbacks=[timer])
     trainer.fit(strategy, datamodule=datamodule)
@@ -53,13 +56,15 @@ def bench_translearn(overrides: list[str], epochs: int, eval_runs: int) -> dict:
     train_rows = len(prepared.train(prepared.target))
     epoch_s = statistics.median(timer.times[1:] or timer.times)  # the first epoch warms up allocators
     return {
-        "system": "translearn", "torch_threads": torch.get_num_threads(), "train_rows": train_rows,
+        "system": "translearn", "device": device, "precision": precision,
+        "torch_threads": torch.get_num_threads(), "train_rows": train_rows,
         "steps_per_epoch": trainer.num_training_batches,
         "s_per_epoch_median": round(epoch_s, 3), "train_rows_per_s": round(train_rows / epoch_s),
         "test_eval_s_median": round(statistics.median(eval_times), 3),
         "eval_users": int(len(set(prepared.held_out("test").users.tolist()))),
         "items": prepared.num_items(prepared.target),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        **({"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20)} if device == "cuda" else {}),
         f"test_ndcg@10_after_{epochs}_epochs": round(metrics["test/target/ndcg@10"], 4),
     }
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from translearn import distributed as _distributed  # noqa: F401  (registers the translearn_run_stamp resolver)
 from translearn.metrics.direction import metric_mode
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]

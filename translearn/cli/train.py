@@ -27,6 +27,7 @@ from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from translearn import distributed
 from translearn.cli.config import config_dir, normalise_overrides
 from translearn.errors import (
     FORCED_FULL_ERROR_ENV,
@@ -83,7 +84,7 @@ def _record_failure(folder: Path, err: BaseException) -> None:
     internal error (a bug) also saves its traceback beside it, as ``traceback.txt``, and prints it."""
     from translearn.run_record import record_failure
 
-    record = record_failure(folder, err)
+    record = record_failure(folder, err, write=distributed.is_rank_zero())  # one error.json per job
     message = record["message"]
     _failed.append((str(folder), message))
     if not is_user_error(err):  # a bug: its traceback too, as an uncaught exception would show it
@@ -101,12 +102,14 @@ def _is_user_error(err: BaseException) -> bool:
 
 
 def main() -> None:
-    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:])]
+    # under torchrun / srun: ranks other than 0 log to train_rank<r>.log in the job's one run folder
+    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *distributed.rank_overrides()]
     debug = debug_requested()
     if not debug:  # let Hydra pass errors through to us instead of printing its own traceback and exiting 1
         os.environ["HYDRA_FULL_ERROR"] = os.environ[FORCED_FULL_ERROR_ENV] = "1"
     try:
-        _hydra_main()
+        with distributed.run_stamp_for_job():  # one run folder per job, shared by its ranks
+            _hydra_main()
     except Exception as err:
         if debug or not _is_user_error(err):
             raise

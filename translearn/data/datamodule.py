@@ -57,6 +57,22 @@ class CSR:
         return rows, self.items[np.repeat(starts, lengths) + offsets]
 
 
+def _seed_worker(worker_id: int) -> None:
+    """In a data loader worker (``loader.num_workers`` > 0): a random stream of its own, drawn from the
+    dataset's stream as the worker received it and the worker's id, so workers never repeat each other's
+    negatives. Workers start afresh every epoch, so the draws stay reproducible (but differ from a run
+    without workers)."""
+    data = torch.utils.data.get_worker_info().dataset
+    rng = getattr(data, "rng", None)
+    if rng is None:
+        return
+    fresh = np.random.default_rng([int(rng.integers(2**62)), worker_id])
+    if hasattr(data, "_reset"):
+        data._reset(fresh)  # TrainBatches: also its permutations of the other domains' rows
+    else:
+        data.rng = fresh
+
+
 def epoch_seed(seed: int, rank: int, epoch: int, stream: int) -> int:
     """A 63-bit seed derived from (seed, rank, epoch) alone, one per random ``stream``."""
     return int(np.random.SeedSequence([seed, rank, epoch, stream]).generate_state(2, np.uint64)[0] >> np.uint64(1))
@@ -298,8 +314,13 @@ class CrossDomainDataModule(pl.LightningDataModule):
     def __init__(self, prepared: PreparedData, train_domains: Sequence[str] | None = None, batch_size: int = 2048,
                  num_negatives: int = 1, eval_batch_size: int = 512, seed: int = 0,
                  history: HistorySpec | None = None, sampled: PreparedData | None = None,
-                 eval_domains: Sequence[str] = (), paired: bool = False) -> None:
+                 eval_domains: Sequence[str] = (), paired: bool = False, num_workers: int = 0,
+                 pin_memory: bool = False) -> None:
         super().__init__()
+        if num_workers < 0:
+            raise ValueError(f"loader.num_workers must be >= 0, got {num_workers}")
+        self.loader_args = {"num_workers": num_workers, "pin_memory": pin_memory,
+                            **({"worker_init_fn": _seed_worker} if num_workers else {})}
         if batch_size < 1 or eval_batch_size < 1:
             raise ValueError(f"batch sizes must be >= 1, got {batch_size} and {eval_batch_size}")
         if num_negatives < 0:
@@ -330,14 +351,14 @@ class CrossDomainDataModule(pl.LightningDataModule):
         batches = PairedBatches if self.paired else TrainBatches
         data = batches(self.prepared, self.train_domains, self.num_negatives, self.seed, rank=rank)
         sampler = EpochSampler(data, num_replicas=world, rank=rank, seed=self.seed)
-        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, collate_fn=_identity)
+        return DataLoader(data, batch_size=self.batch_size, sampler=sampler, collate_fn=_identity, **self.loader_args)
 
     def _sequence_train(self) -> DataLoader:
         trainer = self.trainer
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         data = SequenceTrainData(self.prepared, self.history, self.train_domains, self.num_negatives, self.seed)
         sampler = StreamBatchSampler(data, self.batch_size, self.seed, num_replicas=world, rank=rank)
-        return DataLoader(data, batch_sampler=sampler, collate_fn=_identity)
+        return DataLoader(data, batch_sampler=sampler, collate_fn=_identity, **self.loader_args)
 
     @property
     def eval_loaders(self) -> list[EvalLoader]:
@@ -361,7 +382,7 @@ class CrossDomainDataModule(pl.LightningDataModule):
         if trainer is not None and trainer.world_size > 1:
             sampler = ShardSampler(data, trainer.world_size, trainer.global_rank)
         return DataLoader(data, batch_size=self.eval_batch_size, shuffle=False, sampler=sampler,
-                          collate_fn=_identity)
+                          collate_fn=_identity, **self.loader_args)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         return self._eval("valid")

@@ -90,6 +90,8 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
         if entry is not None:
             write_entry(entry, prepared.save)
             log.info("prepared data cached in %s", entry)
+            # read back mapped, as every later run and every other rank reads it: one copy per machine
+            prepared = PreparedData.load(entry)
     return prepared
 
 

@@ -14,6 +14,13 @@ from translearn.data.schema import MISSING, CrossDomainData, Domain, Interaction
 from translearn.data.splits import ROLE_NAMES, TEST, TRAIN, VALID
 
 _ROLE = {"train": TRAIN, "valid": VALID, "test": TEST}
+ARRAYS_DIR = "arrays"
+
+
+def _file_name(name: str) -> str:
+    """An array's file name in ``arrays/``: its name with ``/`` as ``.``, and ``%`` and ``.`` escaped so that
+    two names never share a file (the manifest lists the names)."""
+    return name.replace("%", "%25").replace(".", "%2E").replace("/", ".")
 
 
 @dataclass(frozen=True)
@@ -124,7 +131,7 @@ class PreparedData:
 
     # ---- on-disk format -------------------------------------------------------------------------
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every array of the prepared data by its name in ``arrays.npz`` (what ``save`` writes)."""
+        """Every array of the prepared data by its name (what ``save`` writes, one ``.npy`` file each)."""
         arrays: dict[str, np.ndarray] = {"user_ids": self.data.user_ids}
         for name, dom in self.data.domains.items():
             inter = dom.interactions
@@ -154,16 +161,29 @@ class PreparedData:
         return h.hexdigest()
 
     def save(self, folder: Path) -> None:
-        """Write ``arrays.npz`` and ``manifest.json`` into ``folder`` (an empty temp dir of the cache)."""
-        np.savez(folder / "arrays.npz", **self.arrays())
-        meta = self.manifest() | {"domains": list(self.data.domains)}
+        """Write ``arrays/<name>.npy`` (one uncompressed file per array, ``/`` in a name as ``.``) and
+        ``manifest.json`` into ``folder`` (an empty temp dir of the cache). ``load`` maps these files
+        read-only, so the processes of one machine (DDP ranks, parallel jobs) share their pages."""
+        arrays = folder / ARRAYS_DIR
+        arrays.mkdir()
+        every = self.arrays()
+        for name, arr in every.items():
+            np.save(arrays / f"{_file_name(name)}.npy", np.ascontiguousarray(arr), allow_pickle=False)
+        meta = self.manifest() | {"domains": list(self.data.domains), "arrays": sorted(every)}
         (folder / "manifest.json").write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> PreparedData:
+    def load(cls, folder: Path, mmap: bool = True) -> PreparedData:
+        """Read an entry written by ``save``: its arrays memory-mapped read-only (``mmap=False``: copied into
+        this process), or from ``arrays.npz`` for an entry written before arrays had a file each."""
         meta = json.loads((folder / "manifest.json").read_text())
-        with np.load(folder / "arrays.npz", allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
+        if (folder / "arrays.npz").is_file():
+            with np.load(folder / "arrays.npz", allow_pickle=False) as z:
+                a = {k: z[k] for k in z.files}
+        else:
+            mode = "r" if mmap else None
+            a = {name: np.load(folder / ARRAYS_DIR / f"{_file_name(name)}.npy", mmap_mode=mode, allow_pickle=False)
+                 for name in meta["arrays"]}
         domains, roles = {}, {}
         for name in meta["domains"]:
             roles[name] = a[f"{name}/roles"]

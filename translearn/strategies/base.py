@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from translearn.data.facts import DataFacts
+from translearn.distributed import ranks_where
 from translearn.errors import ConfigError, DivergedError
 from translearn.evaluation.device import move_batch
 from translearn.evaluation.engine import Evaluator
@@ -206,7 +207,8 @@ class TransferStrategy(pl.LightningModule):
         """Raise ``DivergedError`` on a non-finite loss. On CPU every step, before the optimiser step;
         on an accelerator, where the check waits for the device, from the epoch's running sums every
         ``log_every_n_steps`` steps and at the epoch's last step. Either way the run stops inside the
-        diverged epoch, so that epoch is never validated or checkpointed."""
+        diverged epoch, so that epoch is never validated or checkpointed. Under DDP the ranks agree on the
+        check (one small all-reduce), so a NaN on one rank stops every rank with the same error."""
         if self.device.type == "cpu":
             values, where = terms, f"step {batch_idx}"
         else:
@@ -214,11 +216,19 @@ class TransferStrategy(pl.LightningModule):
             if not (batch_idx + 1 == n_batches or (every and (batch_idx + 1) % every == 0)):
                 return
             values, where = self._train_sums, f"by step {batch_idx}"
-        if bool(torch.isfinite(values["loss"])):
+        finite = bool(torch.isfinite(values["loss"]))
+        diverged = ranks_where(not finite, self.device)  # agreed by every rank: one rank's NaN stops them all
+        if not diverged:
             return
+        if finite:  # another rank diverged; stopping here too keeps this rank from waiting on it for ever
+            raise DivergedError(f"{self.training_name} diverged at epoch {self.current_epoch}, {where}: non-finite "
+                                f"loss on rank {', '.join(map(str, diverged))}; lower optimizer.lr or check the "
+                                "strategy's weights")
         bad = [n for n, v in values.items() if n != "loss" and not torch.isfinite(v).all()] or ["loss"]
         shown = ", ".join(f"{n}={float(terms[n].detach()):g}" for n in bad)
-        raise DivergedError(f"{self.training_name} diverged at epoch {self.current_epoch}, {where}: non-finite "
+        several = self._trainer is not None and self._trainer.world_size > 1
+        on = f" on rank {', '.join(map(str, diverged))}" if several else ""
+        raise DivergedError(f"{self.training_name} diverged at epoch {self.current_epoch}, {where}{on}: non-finite "
                             f"{shown}; lower optimizer.lr or check the strategy's weights")
 
     def on_train_epoch_start(self) -> None:

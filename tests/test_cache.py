@@ -116,7 +116,9 @@ def test_a_corrupt_prepared_entry_is_rebuilt_once(tmp_path, tiny_data, static_so
 def _stage(prepared, cache_dir):
     from translearn.cli.config import compose
 
+    # ks=[2]: the tiny source has 3 items, and a cut-off at or above the candidates is refused
     cfg = compose(["strategy=finetune", "model.embedding_dim=8", "optimizer.lr=0.05", "strategy.stage.max_epochs=2",
+                   "evaluation.ks=[2]", "monitor=val/target/ndcg@2",
                    "strategy.stage.batch_size=16", "strategy.stage.seed=3", "logger=none",
                    f"paths.cache_dir={cache_dir}"], output_dir=cache_dir / "run")
     return ensure_stage(cfg, prepared).model

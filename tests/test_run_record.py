@@ -104,8 +104,9 @@ def test_tools_refuse_a_run_whose_input_file_changed(tmp_path, tabular_run, run_
 
 
 def test_eval_with_another_protocol_is_the_same_data(tabular_run, run_cli):
+    # 22 negatives: 23 candidates, above k=20 (a cut-off at or above the candidates is refused)
     _, run, _ = tabular_run
-    done = run_cli("translearn-eval", [run, "data/protocol=sampled", "data.protocol.num_negatives=5",
+    done = run_cli("translearn-eval", [run, "data/protocol=sampled", "data.protocol.num_negatives=22",
                                        "--split", "test"])
     assert done.returncode == 0 and "warning" not in done.stderr, done.stderr[-3000:]
 

@@ -223,10 +223,22 @@ def entry_lock(entry: Path | None) -> Iterator[None]:
     with open(folder / f"{name}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
-            with shared_lock(Path(entry).parent / f".lock-{Path(entry).name}"):
+            with shared_lock(_cache_folder(Path(entry).parent) / f".lock-{Path(entry).name}"):
                 yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cache_folder(folder: Path) -> Path:
+    """``folder``, made if missing; a read-only or locked one (or a file in the way) is the user's to fix."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        from translearn.errors import ConfigError
+
+        raise ConfigError(f"config key 'paths.cache_dir': cannot make the cache folder {folder}: "
+                          f"{err.strerror or err}", config_key="paths.cache_dir") from err
+    return folder
 
 
 def _lock_owner() -> dict:

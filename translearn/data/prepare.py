@@ -86,12 +86,12 @@ def prepare(source: DataSource, target: str, sources: Sequence[str] = (),
                 object.__setattr__(cached, "split_key", split_key)
                 return cached
         prepared = _build(source, target, sources, steps, split, protocol, seed, key, held_out_sources)
-        object.__setattr__(prepared, "split_key", split_key)
         if entry is not None:
             write_entry(entry, prepared.save)
             log.info("prepared data cached in %s", entry)
             # read back mapped, as every later run and every other rank reads it: one copy per machine
             prepared = PreparedData.load(entry)
+    object.__setattr__(prepared, "split_key", split_key)
     return prepared
 
 

@@ -40,6 +40,7 @@ SLOW = (
     "::test_ddp_on_two_cpu_processes", "::test_under_ddp",
     # whole sweeps: seeds x strategies at the default budget, launchers with parallel jobs
     "test_compare_sweeps.py::", "test_sweeps.py::test_joblib_", "test_sweeps.py::test_a_failed_joblib_job",
+    "test_sweeps.py::test_an_optuna_search",
     # transfer evidence: multi-seed comparisons of trained runs (thresholds measured over seeds)
     "test_transfer_evidence.py::", "test_text_transfer_evidence.py::",
     # the wheel: built, installed into a fresh venv, its console scripts run

@@ -45,6 +45,10 @@ SLOW = (
     "test_transfer_evidence.py::", "test_text_transfer_evidence.py::",
     # the wheel: built, installed into a fresh venv, its console scripts run
     "test_wheel.py::",
+    # long end-to-end runs: a fresh translearn-train interpreter, a 4-job sweep, the packaged MiniLM loaded for
+    # features (MiniLM stays in the fast tier through test_content_text.py and test_content_towers.py)
+    "test_cli.py::test_console_script_smoke", "test_cli.py::test_multirun_sweeps_strategies_and_seeds",
+    "test_outputs_encoder.py::test_features_of_the_pretrained_text_encoder_alone",
 )
 
 # The longest tests start first, so that under xdist they run beside the short ones instead of after them.

@@ -40,9 +40,10 @@ SLOW = (
     "::test_ddp_on_two_cpu_processes", "::test_under_ddp",
     # whole sweeps: seeds x strategies at the default budget, launchers with parallel jobs
     "test_compare_sweeps.py::", "test_sweeps.py::test_joblib_", "test_sweeps.py::test_a_failed_joblib_job",
-    "test_sweeps.py::test_an_optuna_search",
-    # transfer evidence: multi-seed comparisons of trained runs (thresholds measured over seeds)
+    "test_sweeps.py::test_an_optuna_search", "test_stage_keys.py::test_a_sweep_mixing",
+    # transfer evidence: comparisons of trained runs (thresholds measured over seeds)
     "test_transfer_evidence.py::", "test_text_transfer_evidence.py::",
+    "test_strategies.py::test_joint_beats_target_only_when", "test_strategies.py::test_joint_shows_negative_transfer",
     # the wheel: built, installed into a fresh venv, its console scripts run
     "test_wheel.py::",
     # long end-to-end runs: a fresh translearn-train interpreter, a 4-job sweep, the packaged MiniLM loaded for

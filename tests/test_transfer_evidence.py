@@ -8,16 +8,16 @@ Each strategy runs end to end through the real entry point (compose + train) at 
 The thresholds come from runs at several seeds (``seed`` and ``data.seed`` both 0, 1 or 2; validation NDCG@10,
 measured 2026-12-08 with the settings below), not from one random-number order. Ratios to target-only at seeds
 0 / 1 / 2 ("-": not run; seed 0 is the one the tests run):
-- similar (target-only 0.104 / 0.117 / 0.101 at seeds 0 / 1 / 2): joint 3.01x / 2.66x / 3.12x, finetune -, 3.21x,
-  distill -, 2.57x, feature_reuse -, 2.50x, fusion -, 3.08x, 3.49x. Asserted: > 2.0x, a margin of 20% below
-  the lowest; a transfer that does nothing gives about 1.0x, one that half works fails too.
-- dissimilar (target-only -, 0.241, 0.264): joint -, 0.95x, finetune -, 0.69x, distill -, 0.93x, feature_reuse -,
-  0.87x (seed 0 passed the former per-seed bound 0.9x for all four). Joint and distillation lose only a few
-  percent at seed 1, so "< 0.9x" held at seed 0 only; asserted: no gain (< 1.0x), a loss of more than 10% for
-  fine-tuning (< 0.9x, at both seeds), and that the ratio on unrelated domains is below half the ratio on similar ones
-  (measured at most 0.37): what a strategy gains from a related source it must not gain from an unrelated one.
-- fusion on dissimilar domains: the source scorer alone (w = 1) 0.79x the target model alone (w = 0) at seed 1;
-  chosen weight 0.5 / 0.3 at seeds 0 / 1 (1.0 / 1.0 on similar domains at seeds 1 / 2).
+- similar (target-only 0.104 / 0.117 / 0.101): joint 3.01x / 2.66x / 3.12x, finetune 3.82x / 3.21x / -,
+  distill 2.47x / 2.57x / -, feature_reuse 2.94x / 2.50x / -, fusion 3.22x / 3.08x / 3.49x. Asserted: > 2.0x,
+  about 20% below the lowest; a transfer that does nothing gives about 1.0x, one that half works fails too.
+- dissimilar (target-only 0.258 / 0.241 / 0.264): joint 0.77x / 0.95x, finetune 0.53x / 0.69x, distill 0.79x /
+  0.93x, feature_reuse 0.86x / 0.87x (seeds 0 / 1). Joint and distillation lose only 5-7% at seed 1, so the
+  former bound (< 0.9x) held at seed 0 only. Asserted: no gain (< 1.0x), a loss of more than 10% for fine-tuning
+  (< 0.9x), and a ratio on unrelated domains below half the ratio on similar ones (measured at most 0.36): what
+  a strategy gains from a related source it must not gain from an unrelated one.
+- fusion on dissimilar domains: the source scorer alone (w = 1) 0.71x / 0.79x the target model alone (w = 0);
+  chosen weight 0.5 / 0.3 (seeds 0 / 1); on similar domains 1.0 at seeds 0, 1 and 2.
 - mapping (cold start, similar_dense): 4.0x target-only at seed 1 (asserted > 2.0x, as at seed 0); mapped from
   unrelated tastes 0.51x mapped from similar ones at seed 1 (asserted < 0.7x, as at seed 0).
 """
@@ -62,10 +62,10 @@ def _ratio(strategy: str, setting: str, cache: str) -> float:
 
 @pytest.mark.parametrize("strategy", ["joint", "finetune", "distill", "feature_reuse", "fusion"])
 def test_every_strategy_beats_target_only_on_similar_domains_with_a_sparse_target(strategy, cache):
-    assert _ratio(strategy, "similar", cache) > 2.0, strategy  # measured 2.50x to 3.49x (module docstring)
+    assert _ratio(strategy, "similar", cache) > 2.0, strategy  # measured 2.47x to 3.82x (module docstring)
 
 
-# Measured on unrelated domains: 0.69x (finetune) to 0.95x (joint) at seed 1 (module docstring).
+# Measured on unrelated domains at seeds 0 and 1: 0.53x (finetune) to 0.95x (joint) (module docstring).
 UNRELATED_BOUND = {"joint": 1.0, "finetune": 0.9, "distill": 1.0, "feature_reuse": 1.0}
 
 

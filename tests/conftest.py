@@ -50,6 +50,7 @@ SLOW = (
     # features (MiniLM stays in the fast tier through test_content_text.py and test_content_towers.py)
     "test_cli.py::test_console_script_smoke", "test_cli.py::test_multirun_sweeps_strategies_and_seeds",
     "test_outputs_encoder.py::test_features_of_the_pretrained_text_encoder_alone",
+    "test_tabular_runs.py::test_mapping_predicts_ratings_of_cold_start_users",  # 20 + 20 stage epochs, 5 s CPU
 )
 
 # The longest tests start first, so that under xdist they run beside the short ones instead of after them.
@@ -288,6 +289,11 @@ def call_console_script(monkeypatch: pytest.MonkeyPatch, prog: str, args: list[s
     finally:
         for name in ("HYDRA_FULL_ERROR", FORCED_FULL_ERROR_ENV):
             os.environ.pop(name, None)
+        from hydra.core.global_hydra import GlobalHydra
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().cfg = None  # no Hydra job state leaks into later code of this process
+        GlobalHydra.instance().clear()
         for log, handlers, level, propagate in saved:
             for handler in log.handlers:
                 if handler not in handlers:

@@ -1,4 +1,5 @@
-# The README's two commands: `make run` (train on the built-in synthetic data) and `make test`.
+# The README's two commands: `make run` (train on the built-in synthetic data) and `make test` (the fast tier);
+# `make test-all` adds the slow tier (real data, DDP, sweeps, transfer evidence, the wheel; tests/conftest.py SLOW).
 # Both install first. TORCH_SPEC picks the torch build: torch==2.13.0 is the CPU wheel on machines that
 # carry it locally; elsewhere set e.g. TORCH_SPEC=torch (default CUDA build) or add
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu for a CPU-only box.
@@ -10,7 +11,7 @@ BIN := $(VENV)/bin
 
 CONSTRAINTS ?= constraints.txt
 
-.PHONY: install run test lint bench clean constraints
+.PHONY: install run test test-all lint bench clean constraints
 
 install: $(VENV)/.installed
 
@@ -29,10 +30,15 @@ run: install
 	$(BIN)/translearn-train $(ARGS)
 
 # One pytest-xdist worker per core (at most 8; each worker's torch gets its share of the cores, tests/conftest.py).
-# TEST_WORKERS=0 runs the tests in this process, one after another.
+# TEST_WORKERS=0 runs the tests in this process, one after another. `make test` is the fast tier (every module, an
+# unmarked test over 5 s fails); `make test-all` runs it, then the slow tier.
 TEST_WORKERS ?= auto
+PYTEST := $(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal
 test: install
-	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal $(ARGS)
+	$(PYTEST) -m "not slow" $(ARGS)
+
+test-all: test
+	$(PYTEST) -m slow $(ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -1,5 +1,7 @@
-"""Every user error through the real console scripts: one line naming the key or file, exit status 2, no
-traceback; translearn-train also writes error.json (and no metrics.json). Run without HYDRA_FULL_ERROR."""
+"""Every user error through the console scripts' entry points, in this process (``run_cli``): one line naming
+the key or file, exit status 2, no traceback; translearn-train also writes error.json (and no metrics.json).
+Run without HYDRA_FULL_ERROR. One real console-script start is test_cli.py's; here, one real start checks that
+a closed pipe ends translearn-compare quietly (a property of the process, not of main())."""
 
 from __future__ import annotations
 
@@ -12,19 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from translearn.errors import FORCED_FULL_ERROR_ENV
+from translearn.errors import FORCED_FULL_ERROR_ENV, ConfigError
 
 BIN = Path(sys.executable).parent
 ENV = {k: v for k, v in os.environ.items() if k not in ("HYDRA_FULL_ERROR", FORCED_FULL_ERROR_ENV)}
 ENV["WANDB_MODE"] = "offline"
-TRAIN = str(BIN / "translearn-train")
+TRAIN = "translearn-train"
 
 
-def _run(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(args, cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=300)
-
-
-def _one_line_error(done: subprocess.CompletedProcess, prog: str, *needles: str) -> str:
+def _one_line_error(done, prog: str, *needles: str) -> str:
     """The single stderr line of a failed run; asserts exit 2, no traceback, and that it names ``needles``."""
     output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
     assert done.returncode == 2, output
@@ -36,14 +34,20 @@ def _one_line_error(done: subprocess.CompletedProcess, prog: str, *needles: str)
     return lines[0]
 
 
-def _train_fails(args: list[str], tmp_path: Path, *needles: str) -> dict:
-    """Run translearn-train into a fresh run folder; assert the one-line error; return error.json."""
-    run_dir = tmp_path / "run"
-    _one_line_error(_run([TRAIN, *args, f"hydra.run.dir={run_dir}"], tmp_path), "translearn-train", *needles)
-    assert not (run_dir / "metrics.json").exists()
-    record = json.loads((run_dir / "error.json").read_text())
-    assert set(record) >= {"error", "message"} and all(n in record["message"] for n in needles)
-    return record
+@pytest.fixture
+def train_fails(run_cli, tmp_path):
+    """``train_fails(args, *needles)``: translearn-train into a fresh run folder; asserts the one-line error and
+    that no metrics.json was written; returns error.json."""
+
+    def fails(args: list[str], *needles: str) -> dict:
+        run_dir = tmp_path / "run"
+        _one_line_error(run_cli(TRAIN, [*args, f"hydra.run.dir={run_dir}"], tmp_path), TRAIN, *needles)
+        assert not (run_dir / "metrics.json").exists()
+        record = json.loads((run_dir / "error.json").read_text())
+        assert set(record) >= {"error", "message"} and all(n in record["message"] for n in needles)
+        return record
+
+    return fails
 
 
 @pytest.fixture
@@ -54,31 +58,31 @@ def base(run_overrides):
 # ---------------------------------------------------------------- checks before training
 
 
-def test_learning_rate_must_be_finite_and_not_negative(tmp_path, base):
-    record = _train_fails([*base, "optimizer.lr=nan"], tmp_path, "optimizer.lr", "finite number >= 0")
+def test_learning_rate_must_be_finite_and_not_negative(train_fails, base):
+    record = train_fails([*base, "optimizer.lr=nan"], "optimizer.lr", "finite number >= 0")
     assert record["error"] == "ConfigError" and record["config_key"] == "optimizer.lr"
 
 
-def test_max_epochs_must_be_a_whole_number(tmp_path, base):
-    _train_fails([*base, "trainer.max_epochs=abc"], tmp_path, "trainer.max_epochs", "'abc'")
+def test_max_epochs_must_be_a_whole_number(train_fails, base):
+    train_fails([*base, "trainer.max_epochs=abc"], "trainer.max_epochs", "'abc'")
 
 
-def test_monitor_that_is_never_logged_fails_before_training(tmp_path, base):
-    record = _train_fails([*base, "evaluation.ks=[5]"], tmp_path, "monitor", "val/target/ndcg@10 is never logged",
-                          "val/target/ndcg@5")
+def test_monitor_that_is_never_logged_fails_before_training(train_fails, tmp_path, base):
+    record = train_fails([*base, "evaluation.ks=[5]"], "monitor", "val/target/ndcg@10 is never logged",
+                         "val/target/ndcg@5")
     assert record["config_key"] == "monitor"
     assert not (tmp_path / "run" / "checkpoints").exists()  # nothing was trained
 
 
-def test_cache_path_that_is_a_file(tmp_path, base):
+def test_cache_path_that_is_a_file(train_fails, tmp_path, base):
     (tmp_path / "taken").write_text("x")
-    _train_fails([*base, f"paths.cache_dir={tmp_path / 'taken'}"], tmp_path, "paths.cache_dir", "is a file")
+    train_fails([*base, f"paths.cache_dir={tmp_path / 'taken'}"], "paths.cache_dir", "is a file")
 
 
-def test_run_folder_that_is_a_file(tmp_path, base):
+def test_run_folder_that_is_a_file(run_cli, tmp_path, base):
     (tmp_path / "taken").write_text("x")
-    done = _run([TRAIN, *base, f"hydra.run.dir={tmp_path / 'taken'}"], tmp_path)
-    _one_line_error(done, "translearn-train", "run folder", str(tmp_path / "taken"))
+    done = run_cli(TRAIN, [*base, f"hydra.run.dir={tmp_path / 'taken'}"], tmp_path)
+    _one_line_error(done, TRAIN, "run folder", str(tmp_path / "taken"))
 
 
 def _tabular(tmp_path: Path, base: list[str], movies: str) -> list[str]:
@@ -88,57 +92,59 @@ def _tabular(tmp_path: Path, base: list[str], movies: str) -> list[str]:
             f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, movies: {tmp_path / movies}}}"]
 
 
-def test_missing_required_key_is_named(tmp_path, base):
+def test_missing_required_key_is_named(train_fails, tmp_path, base):
     (tmp_path / "movies.csv").write_text("uid,iid\n1,x\n")
-    record = _train_fails([*_tabular(tmp_path, base, "movies.csv"), "data.source_domains=[books]"], tmp_path,
-                          "data.target_domain", "has no value")
+    record = train_fails([*_tabular(tmp_path, base, "movies.csv"), "data.source_domains=[books]"],
+                         "data.target_domain", "has no value")
     assert record["config_key"] == "data.target_domain"
 
 
-def test_missing_column_is_one_line(tmp_path, base):
+def test_missing_column_is_one_line(train_fails, tmp_path, base):
     (tmp_path / "movies.csv").write_text("user,iid\n1,x\n")
     args = [*_tabular(tmp_path, base, "movies.csv"), "data.source_domains=[books]", "data.target_domain=movies"]
-    record = _train_fails(args, tmp_path, "movies.csv, column 'uid'", "has columns: user, iid")
+    record = train_fails(args, "movies.csv, column 'uid'", "has columns: user, iid")
     assert record["error"] == "DataError" and record["file"].endswith("movies.csv")
 
 
-def test_dat_file_without_a_separator_is_one_line(tmp_path, base):
+def test_dat_file_without_a_separator_is_one_line(train_fails, tmp_path, base):
     (tmp_path / "movies.dat").write_text("1::x\n")
     args = [*_tabular(tmp_path, base, "movies.dat"), "data.source_domains=[books]", "data.target_domain=movies"]
-    _train_fails(args, tmp_path, "movies.dat", "separator")
+    train_fails(args, "movies.dat", "separator")
 
 
 # ---------------------------------------------------------------- before the task function (Hydra composition)
 
 
-def test_unknown_group_option_is_one_line_with_the_options(tmp_path, base):
-    done = _run([TRAIN, *base, "strategy=nope", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    _one_line_error(done, "translearn-train", "strategy/nope", "joint, mapping")
+def test_unknown_group_option_is_one_line_with_the_options(run_cli, tmp_path, base):
+    done = run_cli(TRAIN, [*base, "strategy=nope", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    _one_line_error(done, TRAIN, "strategy/nope", "joint, mapping")
 
 
-def test_bad_override_syntax_is_one_line(tmp_path, base):
-    done = _run([TRAIN, *base, "seed=[", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    _one_line_error(done, "translearn-train", "seed=[")
+def test_bad_override_syntax_is_one_line(run_cli, tmp_path, base):
+    done = run_cli(TRAIN, [*base, "seed=[", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    _one_line_error(done, TRAIN, "seed=[")
 
 
-def test_debug_flag_shows_the_traceback(tmp_path, base):
-    done = _run([TRAIN, *base, "optimizer.lr=nan", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
-                env={**ENV, "HYDRA_FULL_ERROR": "1"})
-    assert done.returncode != 0 and "Traceback" in done.stderr and "optimizer.lr" in done.stderr
-    assert (tmp_path / "run" / "error.json").is_file()
+def test_debug_flag_lets_the_error_through(run_cli, tmp_path, base):
+    # HYDRA_FULL_ERROR=1: the user error is raised out of the entry point (Python prints its traceback),
+    # and error.json is still written.
+    with pytest.raises(ConfigError, match="optimizer.lr"):
+        run_cli(TRAIN, [*base, "optimizer.lr=nan", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path,
+                env={"HYDRA_FULL_ERROR": "1"})
+    assert json.loads((tmp_path / "run" / "error.json").read_text())["config_key"] == "optimizer.lr"
 
 
-def test_a_diverged_run_is_a_user_error(tmp_path, base):
+def test_a_diverged_run_is_a_user_error(run_cli, monkeypatch, tmp_path, base):
     # Stands in for the NaN-loss check: the real train() replaced by one that raises DivergedError.
+    from translearn.errors import DivergedError
+
+    def diverge(cfg):
+        raise DivergedError("loss_t is nan in epoch 0 (strategy.lam, optimizer.lr)")
+
+    monkeypatch.setattr("translearn.train.train", diverge)
     run_dir = tmp_path / "run"
-    code = ("import sys, translearn.train as t\n"
-            "from translearn.errors import DivergedError\n"
-            "def diverge(cfg): raise DivergedError('loss_t is nan in epoch 0 (strategy.lam, optimizer.lr)')\n"
-            "t.train = diverge\n"
-            f"sys.argv = ['translearn-train', *{[*base, f'hydra.run.dir={run_dir}']!r}]\n"
-            "from translearn.cli.train import main\n"
-            "main()\n")
-    _one_line_error(_run([sys.executable, "-c", code], tmp_path), "translearn-train", "loss_t is nan in epoch 0")
+    done = run_cli(TRAIN, [*base, f"hydra.run.dir={run_dir}"], tmp_path)
+    _one_line_error(done, TRAIN, "loss_t is nan in epoch 0")
     assert json.loads((run_dir / "error.json").read_text())["error"] == "DivergedError"
     assert not (run_dir / "metrics.json").exists()
 
@@ -146,32 +152,20 @@ def test_a_diverged_run_is_a_user_error(tmp_path, base):
 # ---------------------------------------------------------------- a sweep runs on past a failed job
 
 
-def test_multirun_runs_the_other_jobs_and_exits_2_listing_the_failure(tmp_path, base):
+def test_multirun_runs_the_other_jobs_and_exits_2_listing_the_failure(run_cli, tmp_path, base):
     sweep = tmp_path / "sweep"
-    done = _run([TRAIN, "-m", *base, "optimizer.lr=0.01,nan", f"hydra.sweep.dir={sweep}"], tmp_path)
+    done = run_cli(TRAIN, ["-m", *base, "optimizer.lr=0.01,nan", f"hydra.sweep.dir={sweep}"], tmp_path)
     out = f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
     assert done.returncode == 2 and "Traceback" not in done.stdout + done.stderr, out
     assert (sweep / "0" / "metrics.json").is_file() and not (sweep / "0" / "error.json").exists()
     assert (sweep / "1" / "error.json").is_file() and not (sweep / "1" / "metrics.json").exists()
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 2, out
-    assert lines[0].startswith(f"translearn-train: error: job {sweep / '1'}: ") and "optimizer.lr" in lines[0]
-    assert lines[1] == f"translearn-train: error: 1 of 2 jobs failed (see error.json in each): {sweep / '1'}"
+    assert lines[0].startswith(f"{TRAIN}: error: job {sweep / '1'}: ") and "optimizer.lr" in lines[0]
+    assert lines[1] == f"{TRAIN}: error: 1 of 2 jobs failed (see error.json in each): {sweep / '1'}"
 
 
 # ---------------------------------------------------------------- checkpoints: corrupt or of another data set
-
-
-@pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    """One finished 1-epoch run (a console-script run, so it has .hydra/config.yaml for translearn-eval)."""
-    root = tmp_path_factory.mktemp("trained")
-    args = ["data.dataset.num_users=240", "data.dataset.num_items=[80,60]", "data.batch_size=128",
-            "data.eval_batch_size=64", "trainer.max_epochs=1", "logger=none", f"paths.cache_dir={root / 'cache'}",
-            f"paths.log_dir={root / 'logs'}"]
-    done = _run([TRAIN, *args, f"hydra.run.dir={root / 'run'}"], root)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return root / "run", args
 
 
 def _truncated_copy(run: Path, dest: Path) -> Path:
@@ -181,54 +175,54 @@ def _truncated_copy(run: Path, dest: Path) -> Path:
     return bad
 
 
-def test_resume_from_a_truncated_checkpoint(tmp_path, trained_run):
+def test_resume_from_a_truncated_checkpoint(train_fails, tmp_path, trained_run):
     run, args = trained_run
     bad = _truncated_copy(run, tmp_path)
-    record = _train_fails([*args, f"resume={bad}"], tmp_path, str(bad), "not a readable checkpoint")
+    record = train_fails([*args, f"resume={bad}"], str(bad), "not a readable checkpoint")
     assert record["error"] == "CheckpointError" and record["file"] == str(bad)
 
 
-def test_resume_from_a_checkpoint_of_another_data_set(tmp_path, trained_run):
+def test_resume_from_a_checkpoint_of_another_data_set(train_fails, trained_run):
     run, args = trained_run
-    line = _train_fails([*args, "data.dataset.num_users=300", f"resume={run}"], tmp_path, "last.ckpt",
-                        "users, the data has")["message"]
+    line = train_fails([*args, "data.dataset.num_users=300", f"resume={run}"], "last.ckpt",
+                       "users, the data has")["message"]
     assert "another data set" in line
 
 
-def test_eval_of_a_truncated_checkpoint(tmp_path, trained_run):
+def test_eval_of_a_truncated_checkpoint(run_cli, tmp_path, trained_run):
     run, _ = trained_run
     bad = _truncated_copy(run, tmp_path)
-    done = _run([str(BIN / "translearn-eval"), str(run), "--checkpoint", str(bad)], tmp_path)
+    done = run_cli("translearn-eval", [str(run), "--checkpoint", str(bad)], tmp_path)
     _one_line_error(done, "translearn-eval", str(bad), "not a readable checkpoint")
 
 
-def test_eval_on_other_data_names_the_user_counts(tmp_path, trained_run):
+def test_eval_on_other_data_names_the_user_counts(run_cli, tmp_path, trained_run):
     run, _ = trained_run
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
-    done = _run([str(BIN / "translearn-eval"), str(copy), "data.dataset.num_users=300", "--checkpoint",
-                 str(copy / "checkpoints" / "last.ckpt")], tmp_path)
+    done = run_cli("translearn-eval", [str(copy), "data.dataset.num_users=300", "--checkpoint",
+                                       str(copy / "checkpoints" / "last.ckpt")], tmp_path)
     line = _one_line_error(done, "translearn-eval", "last.ckpt", "users, the data has")
     assert "another data set" in line
 
 
-def test_eval_of_a_folder_that_is_not_a_run(tmp_path):
-    done = _run([str(BIN / "translearn-eval"), str(tmp_path)], tmp_path)
+def test_eval_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
+    done = run_cli("translearn-eval", [str(tmp_path)], tmp_path)
     _one_line_error(done, "translearn-eval", str(tmp_path), "not a run folder")
 
 
 # ---------------------------------------------------------------- translearn-data, translearn-compare
 
 
-def test_data_tool_user_errors_are_one_line(tmp_path):
-    done = _run([str(BIN / "translearn-data"), "data=nope"], tmp_path)
+def test_data_tool_user_errors_are_one_line(run_cli, tmp_path):
+    done = run_cli("translearn-data", ["data=nope"], tmp_path)
     _one_line_error(done, "translearn-data", "data/nope", "synthetic")
     (tmp_path / "movies.dat").write_text("1::x\n")
     (tmp_path / "books.csv").write_text("user_id,item_id\n1,a\n")
-    done = _run([str(BIN / "translearn-data"), "data=tabular", "data.target_domain=movies",
-                 "data.source_domains=[books]", f"paths.cache_dir={tmp_path / 'cache'}",
-                 f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, movies: {tmp_path / 'movies.dat'}}}"],
-                tmp_path)
+    done = run_cli("translearn-data", ["data=tabular", "data.target_domain=movies", "data.source_domains=[books]",
+                                       f"paths.cache_dir={tmp_path / 'cache'}",
+                                       f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, "
+                                       f"movies: {tmp_path / 'movies.dat'}}}"], tmp_path)
     _one_line_error(done, "translearn-data", "movies.dat", "separator")
 
 

@@ -286,11 +286,20 @@ TINY_SEQ = ["model.max_history=10", "model.embedding_dim=16", "model.inner_size=
 
 
 def _run(tmp_path: Path, overrides: list[str]) -> dict:
+    """Train; check what any run with a content tower must get right, whatever one epoch on tiny data reaches:
+    the saved model holds the shared content adaptor (the tower was built and trained from item content), its
+    test metrics are saved and finite, and they agree with one held-out item per user."""
     cfg = compose([*TINY, f"paths.cache_dir={tmp_path / 'cache'}", f"paths.log_dir={tmp_path / 'logs'}",
                    *overrides], output_dir=tmp_path / "run")
     summary = train(cfg)
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test/target/ndcg@10"] == \
-        summary["test/target/ndcg@10"]
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == summary
+    state = torch.load(tmp_path / "run" / summary["best_checkpoint"], map_location="cpu", weights_only=True)
+    adaptor = [k for k in state["state_dict"] if ".content_adaptor." in k]
+    assert adaptor and all(torch.isfinite(state["state_dict"][k]).all() for k in adaptor), list(state["state_dict"])
+    t = {k.removeprefix("test/target/"): v for k, v in summary.items() if k.startswith("test/target/")}
+    assert all(np.isfinite(v) for v in t.values()), t
+    assert 0.0 < t["auc"] < 1.0 and 0.0 <= t["mrr@10"] <= t["ndcg@10"] <= t["hr@10"] <= t["hr@20"] < 1.0
+    assert t["recall@10"] == pytest.approx(t["hr@10"]) and t["precision@10"] == pytest.approx(t["hr@10"] / 10)
     return summary
 
 
@@ -298,8 +307,7 @@ def _run(tmp_path: Path, overrides: list[str]) -> dict:
                                        ["model=sasrec", "model.item_tower=text", "strategy=target_only", *TINY_SEQ]],
                          ids=["mf", "sasrec"])
 def test_train_runs_with_the_packaged_text_encoder(tmp_path, overrides):
-    summary = _run(tmp_path, overrides)
-    assert 0.0 <= summary["test/target/ndcg@10"] <= 1.0
+    _run(tmp_path, overrides)
     assert list((tmp_path / "cache" / "features").iterdir())  # the MiniLM features went to the cache
 
 
@@ -329,7 +337,7 @@ STRATEGIES = [
 @pytest.mark.parametrize("overrides", STRATEGIES, ids=lambda o: "-".join(x.split("=")[1] for x in o[:1] + o[-1:]))
 def test_every_transfer_strategy_runs_with_a_text_tower(tmp_path, stub_encoder, overrides):
     summary = _run(tmp_path, ["model.item_tower=text", *overrides])
-    assert 0.0 <= summary["test/target/ndcg@10"] <= 1.0
+    assert summary["strategy"] == compose(overrides).strategy._target_.rsplit(".", 1)[-1]
 
 
 def test_the_stage_cache_key_follows_the_frozen_features():

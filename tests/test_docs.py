@@ -231,15 +231,16 @@ RUN = [b for b in ALL if b.lang in SHELL and b.mark.split()[:1] == ["run"]]
 
 
 @pytest.mark.parametrize("block", RUN, ids=[b.where for b in RUN])
-def test_marked_shell_block_runs(block, tmp_path):
-    extra = _modules(tmp_path) if len(block.mark.split()) > 1 else None
+def test_marked_shell_block_runs(block, tmp_path, run_cli, monkeypatch):
+    # The console scripts' entry points in this process (run_cli), the block's modules on the import path.
+    if len(block.mark.split()) > 1:
+        monkeypatch.syspath_prepend(str(_modules(tmp_path)))
     printed = []
     for n, command in enumerate(commands(block)):
         name, args = _program(shlex.split(command))
         assert name.startswith("translearn-"), f"{block.where}: only translearn-* commands can run: {command}"
         tiny = [] if name == "translearn-data" else [*TINY, f"hydra.run.dir={tmp_path / f'run{n}'}"]
-        done = subprocess.run([str(BIN / name), *args, *tiny], cwd=tmp_path, env=_env(tmp_path, extra),
-                              capture_output=True, text=True, timeout=TIMEOUT)
+        done = run_cli(name, [*args, *tiny], tmp_path, env={"TRANSLEARN_CACHE_DIR": str(tmp_path / "cache")})
         assert done.returncode == 0, f"{block.where}: `{command}` failed:\n{done.stderr[-3000:]}"
         printed.append(done.stdout)
     # Comment lines that start with "#   " show the command's output: they must be printed as shown.

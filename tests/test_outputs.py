@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -252,11 +251,20 @@ def test_a_sequence_model_recommends_from_the_users_latest_history(sas_run, caps
             assert not known[got.items[b]].any()
 
 
-def test_recommend_console_entry_point_runs(mf_run, tmp_path) -> None:
-    done = subprocess.run([sys.executable, "-m", "translearn.cli.recommend", str(mf_run), "--users", "3", "--k", "2"],
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.splitlines()[0] == "user_id,rank,item_id,score" and len(done.stdout.splitlines()) == 3
+def test_recommend_module_entry_point_runs(mf_run, tmp_path, monkeypatch, capfd) -> None:
+    # `python -m translearn.cli.recommend ...`, run in this process: the module's __main__ block and exit status.
+    import runpy
+
+    monkeypatch.setattr("sys.argv", ["recommend", str(mf_run), "--users", "3", "--k", "2"])
+    monkeypatch.delitem(sys.modules, "translearn.cli.recommend")  # run_module runs a fresh copy as __main__
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("translearn.cli.recommend", run_name="__main__")
+    out, err = capfd.readouterr()
+    assert done.value.code == 0, err[-2000:]
+    lines = out.splitlines()
+    assert lines[0] == "user_id,rank,item_id,score" and len(lines) == 3
+    assert [line.split(",")[1] for line in lines[1:]] == ["1", "2"]
+    assert float(lines[1].split(",")[3]) >= float(lines[2].split(",")[3])  # ranked by score
 
 
 # ------------------------------------------------------------------------------- latest history queries

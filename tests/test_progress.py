@@ -19,13 +19,14 @@ from translearn.cli.config import compose
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
+OWN_CACHE = True  # run_overrides: the data is prepared and the stage trained (and logged) by the run itself
 
 
-def test_console_run_logs_each_epoch_stage_epoch_and_the_preprocessing_report(tmp_path, run_overrides):
+def test_console_run_logs_each_epoch_stage_epoch_and_the_preprocessing_report(tmp_path, run_overrides, run_cli):
     run_dir = tmp_path / "run"
-    done = subprocess.run([str(BIN / "translearn-train"), *run_overrides, "trainer.max_epochs=3", "strategy=finetune",
-                           "strategy.stage.max_epochs=2", "logger=csv", f"hydra.run.dir={run_dir}"],
-                          cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    done = run_cli("translearn-train", [*run_overrides, "trainer.max_epochs=3", "strategy=finetune",
+                                        "strategy.stage.max_epochs=2", "logger=csv", f"hydra.run.dir={run_dir}"],
+                   tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout
     epochs = re.findall(r"epoch (\d+)/3 loss (\d+\.\d+) val/target/ndcg@10 (\d+\.\d+) \d+\.\ds", out)

@@ -10,6 +10,8 @@ from translearn import stage as stage_module
 from translearn.cli.config import compose
 from translearn.train import train
 
+OWN_CACHE = True  # run_overrides: these tests count the stage entries of their own cache
+
 
 def _overrides(run_overrides, *extra):
     stage = [] if "strategy=joint" in extra else ["strategy.stage.max_epochs=2"]

@@ -4,17 +4,13 @@ with and without a source stage."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from translearn.cli.config import compose, group_options
 
-BIN = Path(sys.executable).parent
+OWN_CACHE = True  # run_overrides: the sweep trains (and logs) its own stage
 
 
 @pytest.mark.parametrize("strategy", group_options("strategy"))
@@ -24,12 +20,10 @@ def test_every_strategy_accepts_stage_keys(strategy, tmp_path):
     assert cfg.strategy.stage.max_epochs == 7 and cfg.strategy.stage.lam == 0.5
 
 
-def test_a_sweep_mixing_target_only_and_finetune_sets_the_stage_epochs(tmp_path, run_overrides):
+def test_a_sweep_mixing_target_only_and_finetune_sets_the_stage_epochs(tmp_path, run_overrides, run_cli):
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    done = subprocess.run([str(BIN / "translearn-train"), "-m", *run_overrides, "trainer.max_epochs=1",
-                           "strategy=target_only,finetune", "strategy.stage.max_epochs=3", f"hydra.sweep.dir={sweep}"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = run_cli("translearn-train", ["-m", *run_overrides, "trainer.max_epochs=1", "strategy=target_only,finetune",
+                                        "strategy.stage.max_epochs=3", f"hydra.sweep.dir={sweep}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     found = sorted(json.loads(p.read_text())["strategy"] for p in sweep.glob("*/metrics.json"))
     assert found == ["FineTune", "TargetOnly"]

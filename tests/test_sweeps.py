@@ -66,8 +66,8 @@ def test_an_optuna_search_records_failed_trials_and_never_picks_them(tmp_path):
     assert best["best_params"]["optimizer.lr"] != 1e30
 
 
-def test_packaged_searches_compose_with_the_monitor_direction(tmp_path):
-    done = _train(["hparams_search=joint", "--cfg", "hydra"], tmp_path)
+def test_packaged_searches_compose_with_the_monitor_direction(tmp_path, run_cli):
+    done = run_cli("translearn-train", ["hparams_search=joint", "--cfg", "hydra"], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     hydra = yaml.safe_load(done.stdout)["hydra"]
     assert hydra["mode"] == "MULTIRUN" and "OptunaSweeper" in hydra["sweeper"]["_target_"]

@@ -3,7 +3,23 @@
 similar:    tastes identical across domains (similarity 1), a sparse target (4 interactions per user)
 dissimilar: unrelated tastes (similarity 0) and a denser target (10 per user), where borrowing from the
             source can only get in the way
-Each strategy runs end to end through the real entry point (compose + train) at a fixed seed.
+Each strategy runs end to end through the real entry point (compose + train) at seed 0 (slow tier).
+
+The thresholds come from runs at several seeds (``seed`` and ``data.seed`` both 0, 1 or 2; validation NDCG@10,
+measured 2026-12-08 with the settings below), not from one random-number order. Ratios to target-only at seeds
+0 / 1 / 2 ("-": not run; seed 0 is the one the tests run):
+- similar (target-only 0.104 / 0.117 / 0.101): joint 3.01x / 2.66x / 3.12x, finetune 3.82x / 3.21x / -,
+  distill 2.47x / 2.57x / -, feature_reuse 2.94x / 2.50x / -, fusion 3.22x / 3.08x / 3.49x. Asserted: > 2.0x,
+  about 20% below the lowest; a transfer that does nothing gives about 1.0x, one that half works fails too.
+- dissimilar (target-only 0.258 / 0.241 / 0.264): joint 0.77x / 0.95x, finetune 0.53x / 0.69x, distill 0.79x /
+  0.93x, feature_reuse 0.86x / 0.87x (seeds 0 / 1). Joint and distillation lose only 5-7% at seed 1, so the
+  former bound (< 0.9x) held at seed 0 only. Asserted: no gain (< 1.0x), a loss of more than 10% for fine-tuning
+  (< 0.9x), and a ratio on unrelated domains below half the ratio on similar ones (measured at most 0.36): what
+  a strategy gains from a related source it must not gain from an unrelated one.
+- fusion on dissimilar domains: the source scorer alone (w = 1) 0.71x / 0.79x the target model alone (w = 0);
+  chosen weight 0.5 / 0.3 (seeds 0 / 1); on similar domains 1.0 at seeds 0, 1 and 2.
+- mapping (cold start, similar_dense): 4.0x target-only at seed 1 (asserted > 2.0x, as at seed 0); mapped from
+  unrelated tastes 0.51x mapped from similar ones at seed 1 (asserted < 0.7x, as at seed 0).
 """
 
 from __future__ import annotations
@@ -38,26 +54,34 @@ def cache(tmp_path_factory):
     return str(tmp_path_factory.mktemp("evidence"))
 
 
+def _ratio(strategy: str, setting: str, cache: str) -> float:
+    """Validation NDCG@10 of ``strategy`` over target-only's, on the same data."""
+    got, base = (_val(s, setting, cache)["val/target/ndcg@10"] for s in (strategy, "target_only"))
+    return got / base
+
+
 @pytest.mark.parametrize("strategy", ["joint", "finetune", "distill", "feature_reuse", "fusion"])
 def test_every_strategy_beats_target_only_on_similar_domains_with_a_sparse_target(strategy, cache):
-    base = _val("target_only", "similar", cache)["val/target/ndcg@10"]
-    got = _val(strategy, "similar", cache)["val/target/ndcg@10"]
-    assert got > 1.3 * base, (strategy, got, base)
+    assert _ratio(strategy, "similar", cache) > 2.0, strategy  # measured 2.47x to 3.82x (module docstring)
 
 
-@pytest.mark.parametrize("strategy", ["joint", "finetune", "distill", "feature_reuse"])
+# Measured on unrelated domains at seeds 0 and 1: 0.53x (finetune) to 0.95x (joint) (module docstring).
+UNRELATED_BOUND = {"joint": 1.0, "finetune": 0.9, "distill": 1.0, "feature_reuse": 1.0}
+
+
+@pytest.mark.parametrize("strategy", list(UNRELATED_BOUND))
 def test_negative_transfer_is_visible_on_unrelated_domains(strategy, cache):
-    base = _val("target_only", "dissimilar", cache)["val/target/ndcg@10"]
-    got = _val(strategy, "dissimilar", cache)["val/target/ndcg@10"]
-    assert got < 0.9 * base, (strategy, got, base)
+    unrelated, related = _ratio(strategy, "dissimilar", cache), _ratio(strategy, "similar", cache)
+    assert unrelated < UNRELATED_BOUND[strategy], (strategy, unrelated)
+    assert unrelated < 0.5 * related, (strategy, unrelated, related)
 
 
 def test_fusion_reports_the_harmful_source_and_leans_on_the_target(cache):
     summary = _val("fusion", "dissimilar", cache)
     # w = 1 (source scorer alone) is logged and clearly worse than w = 0 (target model alone) ...
     assert summary["val/fusion/ndcg@10_w1"] < 0.9 * summary["val/fusion/ndcg@10_w0"]
-    # ... so the weight chosen on validation gives the source at most an equal share (it picks 0.5 with the
-    # per-epoch seeded training order, and below that with the former order).
+    # ... so the weight chosen on validation gives the source at most an equal share (measured 0.5 and 0.3 at
+    # seeds 0 and 1), and less than on similar domains (1.0 at seeds 1 and 2).
     assert summary["val/fusion/weight"] <= 0.5
     similar = _val("fusion", "similar", cache)
     assert similar["val/fusion/weight"] > summary["val/fusion/weight"]

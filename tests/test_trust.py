@@ -24,6 +24,8 @@ from translearn.errors import DivergedError
 from translearn.metrics import metric_mode
 from translearn.train import config_digest, train
 
+OWN_CACHE = True  # run_overrides: a refusal is checked to leave no stage in its cache
+
 
 def test_a_nan_loss_weight_is_refused_before_training(tmp_path, run_overrides):
     with pytest.raises(ValueError, match=r"strategy\.lam=nan: expected a finite number"):

@@ -12,6 +12,8 @@ from translearn.cli.config import compose
 from translearn.errors import ConfigError
 from translearn.train import train
 
+OWN_CACHE = True  # run_overrides: the tests look into their own cache
+
 
 def _run(tmp_path, run_overrides, *extra: str) -> dict:
     cfg = compose([*run_overrides, "logger=none", *extra], output_dir=tmp_path / "run")

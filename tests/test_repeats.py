@@ -99,7 +99,7 @@ def test_summary_records_the_option_and_eval_respects_it(tmp_path, run_overrides
     overrides = [*run_overrides[-2:], "data=tabular", f"+data.dataset.files={{t: {tmp_path / 't.csv'}}}",
                  "data.dataset.order_column=t", "data.target_domain=t", "data.source_domains=[]",
                  "data.preprocess.dedup=null", "strategy=target_only", "trainer.max_epochs=1",
-                 "evaluation.metrics=[ndcg,auc]", "evaluation.repeats=keep", "logger=none"]
+                 "evaluation.metrics=[ndcg,auc]", "evaluation.ks=[10]", "evaluation.repeats=keep", "logger=none"]
     summary = train(compose(overrides, output_dir=run_dir))
     assert summary["repeats"] == "keep"
     from omegaconf import OmegaConf

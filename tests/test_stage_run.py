@@ -17,6 +17,7 @@ from translearn.cli.config import compose
 from translearn.errors import is_user_error
 from translearn.train import train
 
+OWN_CACHE = True  # the tests look into the cache: which stage entries exist
 QUICK = ["trainer.max_epochs=1", "strategy.stage.max_epochs=2"]
 
 

@@ -128,7 +128,7 @@ def train(cfg: DictConfig) -> dict:
     check_strategy(cfg, prepared, model)  # before a source stage is trained for nothing
     stage = ensure_stage(cfg, prepared)  # None for strategies without one
     strategy = build_strategy(cfg, prepared, model, source_model=stage.model if stage else None)
-    trainer, summary = fit_run(cfg, prepared, strategy, resume=resume_checkpoint(cfg.get("resume")))
+    trainer, summary = fit_run(cfg, prepared, strategy, resume=cfg.get("resume"))
     if stage is not None:
         summary.update(stage.record)
     summary["wall_time_s"] = round(time.time() - start, 2)
@@ -147,13 +147,15 @@ def fit_run(cfg: DictConfig, prepared: PreparedData, strategy: TransferStrategy,
             splits: tuple[str, ...] = ("val", "test")) -> tuple[pl.Trainer, dict]:
     """The one training loop, for runs and source stages alike: fit ``strategy`` on ``prepared`` with the
     trainer, callbacks and loggers of ``cfg``, then validate and test (``splits``) the checkpoint that
-    ``cfg``'s selection callback kept. Returns the trainer and the summary (nothing is written here but
+    ``cfg``'s selection callback kept (``resume``: a run folder or checkpoint to resume from). Returns the
+    trainer and the summary (nothing is written here but
     what the trainer's callbacks and loggers write into ``cfg.paths.output_dir``)."""
     run_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg, prepared, strategy, splits)
     trainer = build_trainer(cfg)
     trainer.callbacks.append(RecordInCheckpoints(make_record(cfg, prepared, config_digest(cfg))))
     log_data_manifest(trainer, prepared)  # W&B: the data a run used, before it can fail
+    resume = resume_checkpoint(resume)  # a run folder -> its last.ckpt; missing: an error the W&B run records
     resumed = {}
     if resume:  # a damaged checkpoint, one of other data or settings, is one clear error, not a traceback
         saved = read_checkpoint(resume)

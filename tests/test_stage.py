@@ -26,14 +26,20 @@ def test_stage_is_trained_once_and_then_read_from_the_cache(tmp_path, run_overri
     entries = list((tmp_path / "cache" / "stage").iterdir())
     assert len(calls) == 1 and len(entries) == 1 and first["stage_dir"] == str(entries[0])
     assert list((entries[0] / "checkpoints").glob("best-epoch*.ckpt"))
-    # a sweep over the transfer step's own knob reuses the stage model ...
+    # a sweep over the transfer step's own knob reuses the stage model (a change to the stage trains anew: below)
     train(compose(_overrides(run_overrides, "strategy=finetune", "strategy.l2sp=0.5"), output_dir=tmp_path / "b"))
     again = train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "c"))
     assert len(calls) == 1
     assert again["test/target/ndcg@10"] == first["test/target/ndcg@10"]
-    # ... while a change to the stage (or the seed) trains a new one
+
+
+def test_a_change_to_the_stage_trains_a_new_one(tmp_path, run_overrides, monkeypatch):
+    calls = []
+    real = stage_module._train_stage
+    monkeypatch.setattr(stage_module, "_train_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    train(compose(_overrides(run_overrides, "strategy=finetune"), output_dir=tmp_path / "a"))
     train(compose([*_overrides(run_overrides, "strategy=finetune"), "strategy.stage.max_epochs=3"],
-                  output_dir=tmp_path / "d"))
+                  output_dir=tmp_path / "b"))
     assert len(calls) == 2 and len(list((tmp_path / "cache" / "stage").iterdir())) == 2
 
 

@@ -4,6 +4,7 @@ from translearn.data.build import RawDomain, build_cross_domain
 from translearn.data.disjoint import DisjointUsers
 from translearn.data.errors import DataError
 from translearn.data.normalise import NormaliseRatings
+from translearn.data.predefined import PredefinedSplit
 from translearn.data.prepare import prepare
 from translearn.data.prepared import PreparedData
 from translearn.data.preprocess import (
@@ -21,6 +22,6 @@ from translearn.data.splits import ColdStartUsers, LeaveOneOut, RatioSplit, Spli
 __all__ = [
     "MISSING", "ColdStartUsers", "CrossDomainData", "DataError", "Deduplicate", "DisjointUsers", "Domain",
     "DropInvalid", "FullRanking", "ImplicitFeedback", "Interactions", "KCore", "LeaveOneOut", "NormaliseRatings",
-    "PreparedData", "RatioSplit", "RawDomain", "SampledNegatives", "SparsifyDomain", "SplitError",
+    "PredefinedSplit", "PreparedData", "RatioSplit", "RawDomain", "SampledNegatives", "SparsifyDomain", "SplitError",
     "StepReport", "TemporalSplit", "build_cross_domain", "prepare", "row_order",
 ]

@@ -142,7 +142,7 @@ def _build(source: DataSource, target: str, sources: tuple[str, ...], steps: lis
             split_report.notes.append(f"{name}: " + ", ".join(
                 f"{k} {int((roles[name] == r).sum()):,}" for k, r in (("train", TRAIN), ("valid", VALID),
                                                                       ("test", TEST))))
-    if data.domains[target].interactions.order is None:
+    if data.domains[target].interactions.order is None and not getattr(split, "held_out_from_files", False):
         split_report.notes.append(f"{target} has no order key: held-out items are chosen at random (seed {seed})")
     if counts["valid"] == 0 or counts["test"] == 0:
         raise SplitError(f"the split {type(split).__name__} left no {'valid' if counts['valid'] == 0 else 'test'} "

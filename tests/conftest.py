@@ -34,7 +34,8 @@ def pytest_configure(config: pytest.Config) -> None:
 # node id (``tests/test_x.py::test_name[param]``); a pattern that no longer matches marks nothing.
 SLOW = (
     # real data under ../shared/data (or TRANSLEARN_DATA_ROOT); each loads, and most train on, a whole data set
-    "test_real_data.py::", "test_peer_split.py::", "test_peer_cdr_split.py::", "test_sources.py::test_real_", "test_history.py::test_arts_office_",
+    "test_real_data.py::", "test_peer_split.py::", "test_peer_cdr_split.py::", "test_sources.py::test_real_",
+    "test_history.py::test_arts_office_",
     "test_disjoint_users.py::test_disjoint_arts_office", "test_rating.py::test_rating_preset_beats",
     # two processes under DDP
     "::test_ddp_on_two_cpu_processes", "::test_under_ddp",

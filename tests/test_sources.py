@@ -11,6 +11,8 @@ import pytest
 from translearn.data.errors import DataError
 from translearn.data.schema import MISSING, CrossDomainData
 from translearn.data.sources import AmazonArtsOffice, DataSource, DisenCDRPair, MovieLens
+from translearn.data.sources.disencdr_pair import FILES
+from translearn.errors import ConfigError
 
 
 def write(path: Path, text: str) -> Path:
@@ -133,6 +135,21 @@ def test_disencdr_fingerprint(tmp_path: Path) -> None:
     a = DisenCDRPair(root, "books", "music", "cs", "sc").fingerprint()
     assert a == DisenCDRPair(root, "books", "music", "cs", "sc").fingerprint()
     assert a != DisenCDRPair(root, "music", "books", "cs", "sc").fingerprint()
+
+
+def test_disencdr_chosen_files(tmp_path: Path) -> None:
+    root = disencdr(tmp_path)
+    data = DisenCDRPair(root, "books", "music", "cs", "sc", files_a=["train.txt"],
+                        files_b=["train.txt", "test_original.txt"]).load()
+    assert rows(data, "books") == [(0, 10), (0, 11), (1, 10)]
+    assert rows(data, "music") == [(0, 5), (0, 6), (1, 7), (2, 5)]
+    default = DisenCDRPair(root, "books", "music", "cs", "sc")
+    assert default.fingerprint() == DisenCDRPair(root, "books", "music", "cs", "sc", files_a=list(FILES),
+                                                 files_b=list(FILES)).fingerprint()  # keys of before hold
+    assert default.fingerprint() != DisenCDRPair(root, "books", "music", "cs", "sc",
+                                                 files_a=["train.txt"]).fingerprint()
+    with pytest.raises(ConfigError, match=r"data.dataset.files_b must list distinct files of train.txt"):
+        DisenCDRPair(root, "books", "music", "cs", "sc", files_b=["valid.txt"])
 
 
 @pytest.mark.parametrize(("override", "where", "words"), [

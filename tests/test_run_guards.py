@@ -81,7 +81,7 @@ def test_items_without_images_are_counted_and_refused_past_the_limit(run_cli, tm
     done = run_cli("translearn-data", [a for a in args if not a.startswith(("hydra.", "trainer.", "logger="))])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "movies: 25 of 30 items have no image" in done.stdout
-    done = run_cli("translearn-train", [*args, "strategy=target_only", "model.item_tower=image"])
+    done = run_cli("translearn-train", [*args, "strategy=target_only", "model.content.item_tower=image"])
     _refused(done, "data.max_missing_images", "25 of 30 items of domain 'movies'", "83.3%", "limit 0.5")
 
 

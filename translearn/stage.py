@@ -181,9 +181,9 @@ def _main_batch_size(cfg: DictConfig) -> int:
     from translearn.models.factory import accepts
 
     factory = _instantiate(cfg.model, "model")
-    # a tiny model that tells the family (an id tower: it reads no content)
+    # a tiny model that tells the family (the id tower: it reads no content)
     probe = factory(num_users=1, num_items={str(cfg.data.target_domain): 1},
-                    **({"item_tower": "id"} if accepts(factory, "item_tower") else {}))
+                    **({"content": None} if accepts(factory, "content") else {}))
     return train_batch_size(cfg, probe)
 
 

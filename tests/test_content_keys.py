@@ -147,3 +147,24 @@ def test_the_content_keys_are_the_spec_fields():
 
     assert tuple(f.name for f in fields(ContentSpec)) == CONTENT_KEYS
     assert Path(__file__).parents[1].joinpath("conf/model/content/default.yaml").is_file()
+
+
+def test_the_stage_key_follows_the_content_node(tmp_path):
+    """Every ``model.content`` key enters the source stage's cache key: another tower never reads a stage trained
+    with this one."""
+    from torch import nn
+
+    from translearn.stage import stage_entry, stage_spec
+
+    class Prepared:
+        key = "data"
+
+    def entry(*overrides: str) -> Path:
+        cfg = compose(["strategy=finetune", f"paths.cache_dir={tmp_path}", *overrides], output_dir=tmp_path)
+        return stage_entry(cfg, Prepared(), stage_spec(cfg), nn.Linear(1, 1))
+
+    base = entry()
+    assert entry() == base and base.parent == tmp_path / "stage"
+    changed = [entry("model.content.item_tower=text"), entry("model.content.adaptor_experts=4"),
+               entry("model.content.text_template='{text} {attributes}'")]
+    assert len({base, *changed}) == 4

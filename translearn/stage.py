@@ -53,7 +53,9 @@ log = logging.getLogger(__name__)
 # validation slice of the stage's own training rows, best epoch's weights; 4: content towers (MF/NCF text,
 # id_text, image) are validated on their current item table (a fused Adam step left a stale one cached);
 # 5: the stage is a run of the main loop (Joint / TargetOnly over the stage view, the main run's metric and
-# mode, the trainer's settings in the key); the entry is its run folder with its best checkpoint
+# mode, the trainer's settings in the key); the entry is its run folder with its best checkpoint.
+# Not bumped for the model.content node: the key hashes the model node as configured, so an entry keyed by the
+# old flat keys is never found again (those stages train once more); the entry's format did not change.
 STAGE_VERSION = 5
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "num_nodes")  # taken from the main run
 # trainer keys that change neither the stage's weights nor its epochs (left out of its key, with the devices)

@@ -225,6 +225,15 @@ def trained_run(tmp_path_factory, session_cache) -> tuple[Path, list[str]]:
 
 
 @pytest.fixture
+def fresh_root_logger(monkeypatch):
+    """Each in-process console-script run (run_cli) lets Hydra add handlers to the root logger that write to
+    that test's captured streams; a later test's log lines would then print '--- Logging error ---' and a
+    traceback. A test that uses this starts with no root handlers and drops the ones its runs added (a module
+    of many such runs: ``pytestmark = pytest.mark.usefixtures("fresh_root_logger")``)."""
+    monkeypatch.setattr(logging.getLogger(), "handlers", [])
+
+
+@pytest.fixture
 def hand_facts():
     """Factory: ``hand_facts(num_users, target_items, sources=("s",), target="t", counts=None)`` -> ``DataFacts``
     for a hand-made model in which every user has training rows in every domain."""

@@ -3,8 +3,12 @@ conftest.py). Test modules import them as ``from helpers import ...``."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 
 def one_line_error(done: Any, prog: str, *needles: str, own_lines_only: bool = False) -> str:
@@ -46,3 +50,16 @@ def tabular_books_movies(tmp_path: Path, base: list[str], movies: str, *extra: s
     return [*base[3:], "data=tabular", "data.dataset.user_column=uid", "data.dataset.item_column=iid",
             "strategy=target_only", *extra,
             f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, movies: {tmp_path / movies}}}"]
+
+
+def call_main(main: Callable[[list[str]], int], args: list[Any], capsys: Any) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of a tool's ``main(argv)`` called in this process (arguments as strings)."""
+    code = main([str(a) for a in args])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def checkpoint_state(run: Path) -> dict[str, torch.Tensor]:
+    """The Lightning ``state_dict`` of a run folder's best checkpoint (``metrics.json``'s ``best_checkpoint``)."""
+    ckpt = json.loads((run / "metrics.json").read_text())["best_checkpoint"]
+    return torch.load(run / ckpt, map_location="cpu", weights_only=True)["state_dict"]

@@ -168,3 +168,13 @@ def test_the_stage_key_follows_the_content_node(tmp_path):
     changed = [entry("model.content.item_tower=text"), entry("model.content.adaptor_experts=4"),
                entry("model.content.text_template='{text} {attributes}'")]
     assert len({base, *changed}) == 4
+
+
+def test_compare_groups_a_run_of_before_with_one_of_now():
+    """translearn-compare groups runs by their overrides: ``model.item_tower=text`` (a run of before) and
+    ``model.content.item_tower=text`` are one setting."""
+    from translearn.compare.runs import _setting_of
+
+    old, new = _setting_of(["model.item_tower=text", "strategy=joint"]), _setting_of(["model.content.item_tower=text",
+                                                                                     "strategy=joint"])
+    assert old == new == {"model.content.item_tower": "text", "strategy": "joint"}

@@ -152,7 +152,7 @@ def test_the_content_keys_are_the_spec_fields():
 
 def test_the_stage_key_follows_the_content_node(tmp_path):
     """Every ``model.content`` key enters the source stage's cache key: another tower never reads a stage trained
-    with this one."""
+    with this one; and the key is the one the flat keys of before gave."""
     from torch import nn
 
     from translearn.stage import stage_entry, stage_spec
@@ -169,6 +169,13 @@ def test_the_stage_key_follows_the_content_node(tmp_path):
     changed = [entry("model.content.item_tower=text"), entry("model.content.adaptor_experts=4"),
                entry("model.content.text_template='{text} {attributes}'")]
     assert len({base, *changed}) == 4
+    # a stage cached before the move (its key hashed the flat keys) is found again: the key reads them flat
+    cfg = compose(["strategy=finetune", f"paths.cache_dir={tmp_path}", "model.content.item_tower=text"],
+                  output_dir=tmp_path)
+    spec = stage_spec(cfg)
+    OmegaConf.set_struct(cfg, False)
+    cfg.model = _old_layout(OmegaConf.to_container(cfg.model))
+    assert "item_tower" in cfg.model and stage_entry(cfg, Prepared(), spec, nn.Linear(1, 1)) == changed[0]
 
 
 def test_compare_groups_a_run_of_before_with_one_of_now():

@@ -20,13 +20,13 @@ from translearn.models.recommender import Recommender
 from translearn.stage.spec import StageSpec, plain
 
 log = logging.getLogger(__name__)
+
 # 2: the largest domain sets the epoch of multi-domain stages; 3: Lightning trainer, early stopping on a
 # validation slice of the stage's own training rows, best epoch's weights; 4: content towers (MF/NCF text,
 # id_text, image) are validated on their current item table (a fused Adam step left a stale one cached);
 # 5: the stage is a run of the main loop (Joint / TargetOnly over the stage view, the main run's metric and
 # mode, the trainer's settings in the key); the entry is its run folder with its best checkpoint.
-# Not bumped for the model.content node: the key hashes the model node as configured, so an entry keyed by the
-# old flat keys is never found again (those stages train once more); the entry's format did not change.
+# Not bumped for the model.content node: neither the entry nor its key changed (``_model_in_key``).
 STAGE_VERSION = 5
 TRAINER_KEYS = ("accelerator", "devices", "strategy", "precision", "num_nodes")  # taken from the main run
 # trainer keys that change neither the stage's weights nor its epochs (left out of its key, with the devices)
@@ -72,10 +72,19 @@ def stage_entry(cfg: DictConfig, prepared: PreparedData, spec: StageSpec, shell:
     trainer = {k: v for k, v in (plain(cfg.get("trainer")) or {}).items() if k not in _NOT_IN_KEY}
     frozen = frozen_inputs_digest(shell)  # content towers: the features the stage model reads
     key = content_key({"version": STAGE_VERSION, "data": prepared.key, "spec": asdict(spec),
-                       "model": plain(cfg.model), "optimizer": plain(cfg.optimizer), "loss": plain(cfg.loss),
+                       "model": _model_in_key(cfg.model), "optimizer": plain(cfg.optimizer), "loss": plain(cfg.loss),
                        "trainer": trainer, **({"frozen_inputs": frozen} if frozen else {})})
     cache = cfg.paths.get("cache_dir")  # no cache (paths.cache_dir=null): the stage lives in the run's folder
     return Path(cache if cache is not None else cfg.paths.output_dir) / "stage" / key[:24]
+
+
+def _model_in_key(model: Any) -> Any:
+    """The ``model`` node as the stage key hashes it: the ``model.content`` keys at its top level, where they lay
+    before that node, so a stage cached before the move is found again (same settings, same key)."""
+    node = plain(model)
+    if isinstance(node, dict) and isinstance(node.get("content"), dict):
+        node = {**{k: v for k, v in node.items() if k != "content"}, **node["content"]}
+    return node
 
 
 def frozen_inputs_digest(model: torch.nn.Module) -> str | None:

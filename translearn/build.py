@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.content.catalog import ItemCatalog
 from translearn.content.text import unload_encoders
+from translearn.content_keys import content_tower
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
@@ -173,7 +174,7 @@ def check_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) 
     why = cls.refuses_model(model)  # a graph or paired model the strategy cannot train
     if why:
         raise ConfigError(f"config key 'strategy': {why}", config_key="strategy")
-    check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), str(cfg.model.get("item_tower", "id")),
+    check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), content_tower(cfg.model),
                  bool(model.needs_history))
     requested_eval_domains(cfg, model)
 

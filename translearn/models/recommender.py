@@ -5,7 +5,7 @@ with ``"users" [B]`` and, for models that read histories (``needs_history > 0``)
 ``"history_domain" [B, L]`` and ``"history_len" [B]`` (see ``translearn.data.history``). Id models read
 the users; sequence models read the history. The query encoder keeps the name ``user_encoder`` so that
 ``strategy.freeze=[user_encoder]`` means the same for both. Models with content item towers
-(``model.item_tower=text``, ...) also hold ``content_adaptor`` (and ``content_mix`` for a gated id+text
+(``model.content.item_tower=text``, ...) also hold ``content_adaptor`` (and ``content_mix`` for a gated id+text
 tower): one module shared by every domain's tower.
 """
 

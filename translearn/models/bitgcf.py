@@ -120,7 +120,8 @@ class BiTGCF(Recommender):
         return self.domains[1]
 
     def propagate(self) -> dict[str, Tensor]:
-        """{domain: [U + I_d, D (K + 1)] or [U + I_d, D]}: both domains' final tables (no cache)."""
+        """{domain: [U + I_d, D (K + 1)] or [U + I_d, D]}: both domains' final tables, in ``domains`` order (no
+        cache)."""
         s, t = self.source, self.target
         x = {d: torch.cat([self.user_encoder[d].weight, self.item_encoder(d).weight]) for d in (s, t)}
         layers = {d: [x[d]] for d in (s, t)}
@@ -132,14 +133,14 @@ class BiTGCF(Recommender):
             for d in (s, t):
                 layers[d].append(F.normalize(x[d], p=2, dim=1))
         if self.connect == "concat":
-            return {d: torch.cat(layers[d], dim=1) for d in (s, t)}
-        return {d: torch.stack(layers[d]).mean(0) for d in (s, t)}
+            return {d: torch.cat(layers[d], dim=1) for d in self.domains}
+        return {d: torch.stack(layers[d]).mean(0) for d in self.domains}
 
     def encode(self, domain: str) -> tuple[Tensor, Tensor]:
         """(users [U, D'], items [I_d, D']) of ``domain``; both domains are propagated once and reused."""
         self.item_encoder(domain)  # a domain the model lacks fails here, naming the ones it has
         weights = [p for d in self.domains for p in (self.user_encoder[d].weight, self.item_encoder(d).weight)]
-        table = self._tables.get(weights, lambda: torch.cat([self.propagate()[d] for d in self.domains]))
+        table = self._tables.get(weights, lambda: torch.cat(list(self.propagate().values())))
         start = 0
         for d in self.domains:  # the pair's tables, one after the other
             if d == domain:

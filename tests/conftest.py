@@ -51,7 +51,8 @@ SLOW = (
     "test_cli.py::test_console_script_smoke", "test_cli.py::test_multirun_sweeps_strategies_and_seeds",
     "test_outputs_encoder.py::test_features_of_the_pretrained_text_encoder_alone",
     "test_tabular_runs.py::test_mapping_predicts_ratings_of_cold_start_users",  # 20 + 20 stage epochs, 5 s CPU
-    "test_lightgcn.py::test_real_arts_office_graph", "test_sparsify_after_split.py::test_sparsifying_training_rows",
+    "test_lightgcn.py::test_real_arts_office_graph", "test_bitgcf.py::test_real_arts_office_model",
+    "test_sparsify_after_split.py::test_sparsifying_training_rows",
     # several launchers as nodes of one job (torchrun, SLURM's srun variables), gloo on CPU
     "test_cluster.py::test_two_torchrun_nodes", "test_cluster.py::test_slurm_tasks_share",
     # sweeps whose jobs fail on purpose (error.json and the summary of each)

@@ -10,7 +10,9 @@ chooses the item towers (``model.content.item_tower``: ``id``, ``text``, ``id_te
 
 from __future__ import annotations
 
+import functools
 import inspect
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -82,6 +84,22 @@ def accepts(factory: Any, name: str) -> bool:
     except (TypeError, ValueError):
         return False
     return name in params and params[name].kind is not inspect.Parameter.VAR_POSITIONAL
+
+
+def declared_reads(factory: Any) -> frozenset[str]:
+    """What the model a factory builds reads (``Recommender.reads``), known before it is built: a Recommender
+    class's own, or that of the class a factory function's return annotation names (``-> BiTGCF``); empty when
+    neither says (``-> Recommender`` declares nothing beyond the base's)."""
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    if isinstance(factory, type):
+        built = factory
+    else:
+        try:
+            built = typing.get_type_hints(factory).get("return")
+        except Exception:  # an annotation that does not resolve declares nothing
+            return frozenset()
+    return frozenset(built.reads) if isinstance(built, type) and issubclass(built, Recommender) else frozenset()
 
 
 def call_factory(factory: Any, items: Any = None, context: ModelContext | None = None, **kwargs: Any) -> Recommender:

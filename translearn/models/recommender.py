@@ -36,7 +36,9 @@ class Recommender(nn.Module):
     needs_history: int = 0  # history length the model reads (0: the user id only)
     # What the model reads of the data beyond user ids, declared here and nowhere else: "history" (queries
     # carry histories: the data module builds them), "graph" (its factory reads the training graphs of
-    # ``ModelContext``), "paired" (training batches of shared users' rows in each domain).
+    # ``ModelContext``), "paired" (training batches of shared users' rows in each domain), "sources" (it is
+    # built over the target and the sources together and trains on every domain: a strategy that trains the
+    # target alone refuses it).
     reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module,

@@ -174,5 +174,5 @@ def test_stage_model_output_matches_the_stage_version(tiny_data, static_source, 
         h.update(name.encode() + np.round(value.double().numpy(), 4).tobytes())
     digest = h.hexdigest()
     assert (STAGE_VERSION, digest) == STAGE_REFERENCE, _fail_message(
-        "stage model", "STAGE_VERSION", "translearn/stage.py", STAGE_VERSION, STAGE_REFERENCE, digest,
+        "stage model", "STAGE_VERSION", "translearn/stage/entry.py", STAGE_VERSION, STAGE_REFERENCE, digest,
         "STAGE_REFERENCE")

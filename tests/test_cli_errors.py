@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import TABULAR_DOMAINS, one_line_error, tabular_books_movies
 
 from translearn.errors import FORCED_FULL_ERROR_ENV, ConfigError
 
@@ -22,18 +23,6 @@ ENV["WANDB_MODE"] = "offline"
 TRAIN = "translearn-train"
 
 
-def _one_line_error(done, prog: str, *needles: str) -> str:
-    """The single stderr line of a failed run; asserts exit 2, no traceback, and that it names ``needles``."""
-    output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
-    assert done.returncode == 2, output
-    assert "Traceback" not in done.stdout + done.stderr, output
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
-
 @pytest.fixture
 def train_fails(run_cli, tmp_path):
     """``train_fails(args, *needles)``: translearn-train into a fresh run folder; asserts the one-line error and
@@ -41,7 +30,7 @@ def train_fails(run_cli, tmp_path):
 
     def fails(args: list[str], *needles: str) -> dict:
         run_dir = tmp_path / "run"
-        _one_line_error(run_cli(TRAIN, [*args, f"hydra.run.dir={run_dir}"], tmp_path), TRAIN, *needles)
+        one_line_error(run_cli(TRAIN, [*args, f"hydra.run.dir={run_dir}"], tmp_path), TRAIN, *needles)
         assert not (run_dir / "metrics.json").exists()
         record = json.loads((run_dir / "error.json").read_text())
         assert set(record) >= {"error", "message"} and all(n in record["message"] for n in needles)
@@ -82,33 +71,26 @@ def test_cache_path_that_is_a_file(train_fails, tmp_path, base):
 def test_run_folder_that_is_a_file(run_cli, tmp_path, base):
     (tmp_path / "taken").write_text("x")
     done = run_cli(TRAIN, [*base, f"hydra.run.dir={tmp_path / 'taken'}"], tmp_path)
-    _one_line_error(done, TRAIN, "run folder", str(tmp_path / "taken"))
-
-
-def _tabular(tmp_path: Path, base: list[str], movies: str) -> list[str]:
-    (tmp_path / "books.csv").write_text("uid,iid\n1,a\n1,b\n1,c\n2,a\n2,b\n2,c\n")
-    return [*base[3:], "data=tabular", "data.dataset.user_column=uid", "data.dataset.item_column=iid",
-            "strategy=target_only",
-            f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, movies: {tmp_path / movies}}}"]
+    one_line_error(done, TRAIN, "run folder", str(tmp_path / "taken"))
 
 
 def test_missing_required_key_is_named(train_fails, tmp_path, base):
     (tmp_path / "movies.csv").write_text("uid,iid\n1,x\n")
-    record = train_fails([*_tabular(tmp_path, base, "movies.csv"), "data.source_domains=[books]"],
+    record = train_fails([*tabular_books_movies(tmp_path, base, "movies.csv"), "data.source_domains=[books]"],
                          "data.target_domain", "has no value")
     assert record["config_key"] == "data.target_domain"
 
 
 def test_missing_column_is_one_line(train_fails, tmp_path, base):
     (tmp_path / "movies.csv").write_text("user,iid\n1,x\n")
-    args = [*_tabular(tmp_path, base, "movies.csv"), "data.source_domains=[books]", "data.target_domain=movies"]
+    args = tabular_books_movies(tmp_path, base, "movies.csv", *TABULAR_DOMAINS)
     record = train_fails(args, "movies.csv, column 'uid'", "has columns: user, iid")
     assert record["error"] == "DataError" and record["file"].endswith("movies.csv")
 
 
 def test_dat_file_without_a_separator_is_one_line(train_fails, tmp_path, base):
     (tmp_path / "movies.dat").write_text("1::x\n")
-    args = [*_tabular(tmp_path, base, "movies.dat"), "data.source_domains=[books]", "data.target_domain=movies"]
+    args = tabular_books_movies(tmp_path, base, "movies.dat", *TABULAR_DOMAINS)
     train_fails(args, "movies.dat", "separator")
 
 
@@ -117,12 +99,12 @@ def test_dat_file_without_a_separator_is_one_line(train_fails, tmp_path, base):
 
 def test_unknown_group_option_is_one_line_with_the_options(run_cli, tmp_path, base):
     done = run_cli(TRAIN, [*base, "strategy=nope", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    _one_line_error(done, TRAIN, "strategy/nope", "joint, mapping")
+    one_line_error(done, TRAIN, "strategy/nope", "joint, mapping")
 
 
 def test_bad_override_syntax_is_one_line(run_cli, tmp_path, base):
     done = run_cli(TRAIN, [*base, "seed=[", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
-    _one_line_error(done, TRAIN, "seed=[")
+    one_line_error(done, TRAIN, "seed=[")
 
 
 def test_debug_flag_lets_the_error_through(run_cli, tmp_path, base):
@@ -144,7 +126,7 @@ def test_a_diverged_run_is_a_user_error(run_cli, monkeypatch, tmp_path, base):
     monkeypatch.setattr("translearn.train.train", diverge)
     run_dir = tmp_path / "run"
     done = run_cli(TRAIN, [*base, f"hydra.run.dir={run_dir}"], tmp_path)
-    _one_line_error(done, TRAIN, "loss_t is nan in epoch 0")
+    one_line_error(done, TRAIN, "loss_t is nan in epoch 0")
     assert json.loads((run_dir / "error.json").read_text())["error"] == "DivergedError"
     assert not (run_dir / "metrics.json").exists()
 
@@ -193,7 +175,7 @@ def test_eval_of_a_truncated_checkpoint(run_cli, tmp_path, trained_run):
     run, _ = trained_run
     bad = _truncated_copy(run, tmp_path)
     done = run_cli("translearn-eval", [str(run), "--checkpoint", str(bad)], tmp_path)
-    _one_line_error(done, "translearn-eval", str(bad), "not a readable checkpoint")
+    one_line_error(done, "translearn-eval", str(bad), "not a readable checkpoint")
 
 
 def test_eval_on_other_data_names_the_user_counts(run_cli, tmp_path, trained_run):
@@ -202,13 +184,13 @@ def test_eval_on_other_data_names_the_user_counts(run_cli, tmp_path, trained_run
     shutil.copytree(run, copy)
     done = run_cli("translearn-eval", [str(copy), "data.dataset.num_users=300", "--checkpoint",
                                        str(copy / "checkpoints" / "last.ckpt")], tmp_path)
-    line = _one_line_error(done, "translearn-eval", "last.ckpt", "users, the data has")
+    line = one_line_error(done, "translearn-eval", "last.ckpt", "users, the data has")
     assert "another data set" in line
 
 
 def test_eval_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
     done = run_cli("translearn-eval", [str(tmp_path)], tmp_path)
-    _one_line_error(done, "translearn-eval", str(tmp_path), "not a run folder")
+    one_line_error(done, "translearn-eval", str(tmp_path), "not a run folder")
 
 
 # ---------------------------------------------------------------- translearn-data, translearn-compare
@@ -216,14 +198,14 @@ def test_eval_of_a_folder_that_is_not_a_run(run_cli, tmp_path):
 
 def test_data_tool_user_errors_are_one_line(run_cli, tmp_path):
     done = run_cli("translearn-data", ["data=nope"], tmp_path)
-    _one_line_error(done, "translearn-data", "data/nope", "synthetic")
+    one_line_error(done, "translearn-data", "data/nope", "synthetic")
     (tmp_path / "movies.dat").write_text("1::x\n")
     (tmp_path / "books.csv").write_text("user_id,item_id\n1,a\n")
     done = run_cli("translearn-data", ["data=tabular", "data.target_domain=movies", "data.source_domains=[books]",
                                        f"paths.cache_dir={tmp_path / 'cache'}",
                                        f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, "
                                        f"movies: {tmp_path / 'movies.dat'}}}"], tmp_path)
-    _one_line_error(done, "translearn-data", "movies.dat", "separator")
+    one_line_error(done, "translearn-data", "movies.dat", "separator")
 
 
 def test_compare_into_a_closed_pipe_exits_quietly(tmp_path):

@@ -160,16 +160,16 @@ def test_templates_fill_text_attributes_and_ids():
 
 
 @pytest.mark.parametrize(("template", "expected"), [
-    ("{title}", r"model.text_template='\{title\}': unknown field \{title\}; expected \{text\}, \{attributes\}"),
+    ("{title}", r"model.content.text_template='\{title\}': unknown field \{title\}; expected \{text\}, \{attributes\}"),
     ("{text.upper}", r"unknown field \{text.upper\}"),
     ("{}", r"unknown field \{\}"),
-    ("{text", r"model.text_template='\{text' is not a valid format string"),
+    ("{text", r"model.content.text_template='\{text' is not a valid format string"),
     ("plain words", "uses no item field"),
 ])
 def test_a_bad_template_names_the_config_key(template, expected):
     with pytest.raises(ConfigError, match=expected) as err:
         _catalog(encode=CountingStub()).text_features("shop", template=template)
-    assert err.value.config_key == "model.text_template" and "\n" not in str(err.value)
+    assert err.value.config_key == "model.content.text_template" and "\n" not in str(err.value)
 
 
 def test_a_domain_without_text_and_other_bad_input_give_one_line():
@@ -180,13 +180,15 @@ def test_a_domain_without_text_and_other_bad_input_give_one_line():
         catalog.text_features("nope")
     with pytest.raises(ConfigError, match="model.text_batch_size: expected an integer >= 1"):
         catalog.text_features("shop", batch_size=0)
-    with pytest.raises(UserError, match=r"model.text_encoder='/no/such/model' is not a folder, nor a Hugging Face"):
+    with pytest.raises(UserError, match=r"model.content.text_encoder='/no/such/model' is not a folder, nor a "
+                                         "Hugging Face"):
         _catalog().text_features("shop", encoder="/no/such/model")
 
 
 def test_a_folder_that_is_no_model_is_named(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(UserError, match=r"model.text_encoder='.*' could not be loaded as a sentence-transformers"):
+    with pytest.raises(UserError, match=r"model.content.text_encoder='.*' could not be loaded as a "
+                                         "sentence-transformers"):
         text_encoders.load_encoder(str(tmp_path))
 
 

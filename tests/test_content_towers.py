@@ -1,4 +1,4 @@
-"""Content item towers (model.item_tower = text | id_text | image) for MF, NCF, SASRec and GRU4Rec: one shared
+"""Content item towers (model.content.item_tower = text | id_text | image) for MF, NCF, SASRec and GRU4Rec: one shared
 adaptor, frozen features, the id tower unchanged, cold items that only text can rank, and real runs."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import torch
 
 from translearn.cli.config import compose
 from translearn.content.catalog import DomainItems, ItemCatalog
+from translearn.content_keys import CONTENT_KEYS
 from translearn.errors import ConfigError
 from translearn.losses import BPRLoss
 from translearn.models import gru4rec, matrix_factorization, neural_cf, sasrec
@@ -50,9 +51,14 @@ def catalog(sizes=(("t", 4), ("s", 5)), encode=numbers, width: int = 6, seed: in
     return ItemCatalog(doms, None, encode)
 
 
+TEXT = {"item_tower": "text"}  # a model.content node
+
+
 def build(model: str, tower: str = "text", items=None, **kw):
+    """``model`` over domains t (4 items) and s (5); keywords that are ``model.content`` keys go into its node."""
+    content = {"item_tower": tower, **{k: kw.pop(k) for k in list(kw) if k in CONTENT_KEYS}}
     return FACTORIES[model](3, {"t": 4, "s": 5}, embedding_dim=8, items=catalog() if items is None else items,
-                            item_tower=tower, **{**SMALL[model], **kw})
+                            content=content, **{**SMALL[model], **kw})
 
 
 def query(m):
@@ -130,16 +136,16 @@ def test_the_adaptor_is_one_module_shared_by_every_domain(model):
 
 
 def test_finetune_copies_the_adaptor_but_not_item_features_or_other_domains_ids():
-    source = matrix_factorization(3, {"s": 5}, embedding_dim=8, items=catalog(), item_tower="id_text")
-    target = matrix_factorization(3, {"t": 4}, embedding_dim=8, items=catalog(), item_tower="id_text")
+    source = matrix_factorization(3, {"s": 5}, embedding_dim=8, items=catalog(), content={"item_tower": "id_text"})
+    target = matrix_factorization(3, {"t": 4}, embedding_dim=8, items=catalog(), content={"item_tower": "id_text"})
     before = target.item_encoder("t").features.clone()
     copied = copy_matching(target, source)
     assert sorted(copied) == ["content_adaptor.linear.bias", "content_adaptor.linear.weight", "user_encoder.weight"]
     assert torch.equal(target.content_adaptor.linear.weight, source.content_adaptor.linear.weight)
     assert torch.equal(target.item_encoder("t").features, before)
     # a sequence model: the adaptor and the encoder blocks transfer, the token tables (other domains) do not
-    s_seq = sasrec(0, {"s": 5}, embedding_dim=8, items=catalog(), item_tower="text", **SMALL["sasrec"])
-    t_seq = sasrec(0, {"t": 4}, embedding_dim=8, items=catalog(), item_tower="text", **SMALL["sasrec"])
+    s_seq = sasrec(0, {"s": 5}, embedding_dim=8, items=catalog(), content={"item_tower": "text"}, **SMALL["sasrec"])
+    t_seq = sasrec(0, {"t": 4}, embedding_dim=8, items=catalog(), content={"item_tower": "text"}, **SMALL["sasrec"])
     moved = copy_matching(t_seq, s_seq)
     assert "content_adaptor.linear.weight" in moved and any(n.startswith("user_encoder.blocks.") for n in moved)
 
@@ -149,7 +155,8 @@ def test_finetune_freezing_everything_but_the_adaptor(model, hand_facts):
     """``strategy.freeze=[user_encoder]`` (MF: users; SASRec: the whole encoder and its token table) leaves
     the shared adaptor as the only trainable part, started from the source model's."""
     def make(domain: str, n: int):
-        return FACTORIES[model](3, {domain: n}, embedding_dim=8, items=catalog(), item_tower="text", **SMALL[model])
+        return FACTORIES[model](3, {domain: n}, embedding_dim=8, items=catalog(), content=TEXT,
+                                **SMALL[model])
 
     source, target = make("s", 5), make("t", 4)
     strategy = FineTune(target, "t", ["s"], source_model=source, freeze=["user_encoder"], loss=BPRLoss(),
@@ -166,7 +173,8 @@ def test_adaptor_only_fine_tuning_without_shared_users(hand_facts):
     facts.shared_users["s"] = 0
 
     def make(model: str, domain: str, n: int):
-        return FACTORIES[model](3, {domain: n}, embedding_dim=8, items=catalog(), item_tower="text", **SMALL[model])
+        return FACTORIES[model](3, {domain: n}, embedding_dim=8, items=catalog(), content=TEXT,
+                                **SMALL[model])
 
     seq = FineTune(make("sasrec", "t", 4), "t", ["s"], source_model=make("sasrec", "s", 5), freeze=["user_encoder"],
                    loss=BPRLoss(), facts=facts)
@@ -243,7 +251,7 @@ def test_a_text_tower_ranks_cold_items_that_an_id_tower_cannot():
     results = {}
     for tower in ("id", "text"):
         torch.manual_seed(0)
-        m = matrix_factorization(users, {"t": warm + cold}, embedding_dim=8, items=items, item_tower=tower)
+        m = matrix_factorization(users, {"t": warm + cold}, embedding_dim=8, items=items, content={"item_tower": tower})
         opt, bpr = torch.optim.Adam(m.parameters(), lr=0.05), BPRLoss()
         for _ in range(300):
             u = torch.randint(0, users, (256,), generator=gen)
@@ -266,16 +274,18 @@ def test_a_text_tower_ranks_cold_items_that_an_id_tower_cannot():
 def test_no_item_text_is_one_line_naming_the_key_and_the_domain():
     bare = ItemCatalog({"t": DomainItems("t", 4, np.arange(4)), "s": DomainItems("s", 5, np.arange(5))}, None, words)
     for model in FACTORIES:
-        with pytest.raises(ConfigError, match=r"^model.item_tower=text: domain '(t|s)' has no item text") as err:
+        with pytest.raises(ConfigError,
+                           match=r"^model.content.item_tower=text: domain '(t|s)' has no item text") as err:
             build(model, "text", items=bare)
-        assert "\n" not in str(err.value) and err.value.config_key == "model.item_tower"
-    with pytest.raises(ConfigError, match="model.item_tower=image: domain 't' has no item images"):
+        assert "\n" not in str(err.value) and err.value.config_key == "model.content.item_tower"
+    with pytest.raises(ConfigError, match="model.content.item_tower=image: domain 't' has no item images"):
         build("mf", "image", items=bare)
-    with pytest.raises(ConfigError, match="model.item_tower: expected one of id, text, id_text, image, got 'txt'"):
+    with pytest.raises(ConfigError,
+                       match="model.content.item_tower: expected one of id, text, id_text, image, got 'txt'"):
         build("mf", "txt")
-    with pytest.raises(ConfigError, match="model.adaptor: expected one of linear, whitening_moe"):
+    with pytest.raises(ConfigError, match="model.content.adaptor: expected one of linear, whitening_moe"):
         build("sasrec", "text", adaptor="moe")
-    with pytest.raises(ConfigError, match="model.bias=true works with model.item_tower=id only"):
+    with pytest.raises(ConfigError, match="model.bias=true works with model.content.item_tower=id only"):
         build("mf", "text", bias=True)
 
 
@@ -303,8 +313,9 @@ def _run(tmp_path: Path, overrides: list[str]) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("overrides", [["model=mf", "model.item_tower=text"],
-                                       ["model=sasrec", "model.item_tower=text", "strategy=target_only", *TINY_SEQ]],
+@pytest.mark.parametrize("overrides", [["model=mf", "model.content.item_tower=text"],
+                                       ["model=sasrec", "model.content.item_tower=text", "strategy=target_only",
+                                        *TINY_SEQ]],
                          ids=["mf", "sasrec"])
 def test_train_runs_with_the_packaged_text_encoder(tmp_path, overrides):
     _run(tmp_path, overrides)
@@ -324,19 +335,20 @@ def stub_encoder(monkeypatch):
 
 
 STRATEGIES = [
-    ["strategy=joint", "model.item_tower=id_text", "model.id_text_mix=gate"],
+    ["strategy=joint", "model.content.item_tower=id_text", "model.content.id_text_mix=gate"],
     ["strategy=finetune", "strategy.stage.max_epochs=1", "strategy.freeze=[user_encoder]"],
     ["strategy=distill", "strategy.stage.max_epochs=1"],
     ["strategy=fusion", "strategy.stage.max_epochs=1"],
     ["strategy=feature_reuse", "strategy.stage.max_epochs=1"],
     ["strategy=mapping", "strategy.stage.max_epochs=1"],
-    ["strategy=finetune", "strategy.stage.max_epochs=1", "model=sasrec", *TINY_SEQ, "model.adaptor=whitening_moe"],
+    ["strategy=finetune", "strategy.stage.max_epochs=1", "model=sasrec", *TINY_SEQ,
+     "model.content.adaptor=whitening_moe"],
 ]
 
 
 @pytest.mark.parametrize("overrides", STRATEGIES, ids=lambda o: "-".join(x.split("=")[1] for x in o[:1] + o[-1:]))
 def test_every_transfer_strategy_runs_with_a_text_tower(tmp_path, stub_encoder, overrides):
-    summary = _run(tmp_path, ["model.item_tower=text", *overrides])
+    summary = _run(tmp_path, ["model.content.item_tower=text", *overrides])
     assert summary["strategy"] == compose(overrides).strategy._target_.rsplit(".", 1)[-1]
 
 

@@ -268,7 +268,7 @@ def test_joint_built_from_python_follows_the_model_s_item_tower() -> None:
     items = {d: p.num_items(d) for d in p.domains}
     plain = matrix_factorization(p.num_users, items, 4)
     assert model_item_tower(plain, "target") == "id"
-    with pytest.raises(ConfigError, match="Joint reads user vectors .*model.item_tower='id'"):
+    with pytest.raises(ConfigError, match="Joint reads user vectors .*model.content.item_tower='id'"):
         Joint(plain, "target", ["source"], facts=facts)
     content = matrix_factorization(p.num_users, items, 4)
     content.item_encoders["target"] = _FeatureTower(torch.randn(p.num_items("target"), 3), 4)

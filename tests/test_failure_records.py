@@ -10,31 +10,15 @@ from __future__ import annotations
 import argparse
 import errno
 import json
-import logging
 import pathlib
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import TABULAR_DOMAINS, one_line_error, tabular_books_movies
 
+pytestmark = pytest.mark.usefixtures("fresh_root_logger")
 
-@pytest.fixture(autouse=True)
-def _fresh_root_logger(monkeypatch):
-    """Each in-process console-script run (run_cli) lets Hydra add handlers to the root logger that write to
-    that test's captured streams; a later test's log lines would then print '--- Logging error ---' and a
-    traceback. Each test here starts with no root handlers and drops the ones its runs added."""
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-
-
-def _one_line(done, prog: str, *needles: str) -> str:
-    output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
-    assert done.returncode == 2, output
-    assert "Traceback" not in done.stdout + done.stderr, output
-    lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 @pytest.fixture
@@ -44,7 +28,7 @@ def base(run_overrides):
 
 def _train_fails(run_cli, args: list[str], run_dir: Path, *needles: str) -> dict:
     done = run_cli("translearn-train", [*args, f"hydra.run.dir={run_dir}"])
-    _one_line(done, "translearn-train", *needles)
+    one_line_error(done, "translearn-train", *needles)
     assert not (run_dir / "metrics.json").exists()
     record = json.loads((run_dir / "error.json").read_text())
     assert all(n in record["message"] for n in needles), record
@@ -133,13 +117,6 @@ def test_preprocessing_that_empties_a_source_domain(tmp_path, base, run_cli):
 # ---------------------------------------------------------------- data files
 
 
-def _tabular(tmp_path: Path, base: list[str], movies: str, *extra: str) -> list[str]:
-    (tmp_path / "books.csv").write_text("uid,iid\n1,a\n1,b\n1,c\n2,a\n2,b\n2,c\n")
-    return [*base[3:], "data=tabular", "data.dataset.user_column=uid", "data.dataset.item_column=iid",
-            "strategy=target_only", "data.source_domains=[books]", "data.target_domain=movies", *extra,
-            f"+data.dataset.files={{books: {tmp_path / 'books.csv'}, movies: {tmp_path / movies}}}"]
-
-
 def test_a_data_file_that_cannot_be_read(tmp_path, base, run_cli, monkeypatch):
     (tmp_path / "movies.csv").write_text("uid,iid\n1,x\n")
     real = open
@@ -150,25 +127,28 @@ def test_a_data_file_that_cannot_be_read(tmp_path, base, run_cli, monkeypatch):
         return real(file, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", denied)
-    record = _train_fails(run_cli, _tabular(tmp_path, base, "movies.csv"), tmp_path / "run", "movies.csv",
+    args = tabular_books_movies(tmp_path, base, "movies.csv", *TABULAR_DOMAINS)
+    record = _train_fails(run_cli, args, tmp_path / "run", "movies.csv",
                           "cannot read the file: Permission denied")
     assert record["error"] == "DataError"
 
 
 def test_a_data_path_that_is_a_folder(tmp_path, base, run_cli):
     (tmp_path / "movies").mkdir()
-    _train_fails(run_cli, _tabular(tmp_path, base, "movies"), tmp_path / "run", "movies: is a folder, not a file")
+    args = tabular_books_movies(tmp_path, base, "movies", *TABULAR_DOMAINS)
+    _train_fails(run_cli, args, tmp_path / "run", "movies: is a folder, not a file")
 
 
 def test_a_dat_file_names_the_key_to_add(tmp_path, base, run_cli):
     (tmp_path / "movies.dat").write_text("1::x\n")
-    _train_fails(run_cli, _tabular(tmp_path, base, "movies.dat"), tmp_path / "run", "movies.dat",
+    args = tabular_books_movies(tmp_path, base, "movies.dat", *TABULAR_DOMAINS)
+    _train_fails(run_cli, args, tmp_path / "run", "movies.dat",
                  "cannot tell the separator from the extension '.dat'", "+data.dataset.sep=tab")
 
 
 def test_an_infinite_rating_is_refused_at_load_time(tmp_path, base, run_cli):
     (tmp_path / "movies.csv").write_text("uid,iid,r\n1,x,4\n1,y,1e400\n")
-    args = _tabular(tmp_path, base, "movies.csv", "data.dataset.rating_column=r")
+    args = tabular_books_movies(tmp_path, base, "movies.csv", *TABULAR_DOMAINS, "data.dataset.rating_column=r")
     (tmp_path / "books.csv").write_text("uid,iid,r\n1,a,5\n1,b,4\n2,a,3\n")
     record = _train_fails(run_cli, args, tmp_path / "run", "movies.csv, line 3, column 'r'",
                           "'1e400' is not a finite number")
@@ -181,7 +161,7 @@ def test_an_infinite_rating_is_refused_at_load_time(tmp_path, base, run_cli):
 def test_a_read_only_run_folder(tmp_path, base, run_cli, monkeypatch):
     _locked(monkeypatch, tmp_path / "locked")
     done = run_cli("translearn-train", [*base, f"hydra.run.dir={tmp_path / 'locked' / 'run'}"])
-    _one_line(done, "translearn-train", "run folder", "Permission denied")
+    one_line_error(done, "translearn-train", "run folder", "Permission denied")
 
 
 def test_a_read_only_cache_folder(tmp_path, base, run_cli, monkeypatch):
@@ -213,7 +193,7 @@ def test_a_run_with_a_broken_or_empty_saved_config(tmp_path, run_cli, text):
     (tmp_path / "run" / ".hydra").mkdir(parents=True)
     (tmp_path / "run" / ".hydra" / "config.yaml").write_text(text)
     done = run_cli("translearn-eval", [tmp_path / "run"])
-    _one_line(done, "translearn-eval", str(tmp_path / "run" / ".hydra" / "config.yaml"),
+    one_line_error(done, "translearn-eval", str(tmp_path / "run" / ".hydra" / "config.yaml"),
               "broken YAML" if text else "not a run config")
 
 
@@ -233,15 +213,15 @@ def _metrics_folder(folder: Path, text: str) -> Path:
 def test_compare_over_a_nan_metric_or_a_truncated_metrics_json(tmp_path, run_cli):
     good = _metrics_folder(tmp_path / "good", json.dumps({"seed": 0, "test/target/ndcg@10": 0.1}))
     nan = _metrics_folder(tmp_path / "nan", '{"seed": 1, "test/target/ndcg@10": NaN}')
-    _one_line(run_cli("translearn-compare", [good, nan]), "translearn-compare", str(nan / "metrics.json"),
+    one_line_error(run_cli("translearn-compare", [good, nan]), "translearn-compare", str(nan / "metrics.json"),
               "test/target/ndcg@10 is nan")
     cut = _metrics_folder(tmp_path / "cut", '{"seed": 1, "test/target/nd')
-    _one_line(run_cli("translearn-compare", [good, cut]), "translearn-compare", str(cut / "metrics.json"),
+    one_line_error(run_cli("translearn-compare", [good, cut]), "translearn-compare", str(cut / "metrics.json"),
               "not readable JSON")
 
 
 def test_compare_of_a_missing_folder(tmp_path, run_cli):
-    _one_line(run_cli("translearn-compare", [tmp_path / "nowhere"]), "translearn-compare",
+    one_line_error(run_cli("translearn-compare", [tmp_path / "nowhere"]), "translearn-compare",
               str(tmp_path / "nowhere"), "does not exist")
 
 
@@ -257,4 +237,4 @@ def test_features_into_a_read_only_folder(tmp_path, run_overrides, run_cli, monk
     OmegaConf.save(compose(overrides, output_dir=tmp_path / "run"), tmp_path / "run" / ".hydra" / "config.yaml")
     _locked(monkeypatch, tmp_path / "locked")
     done = run_cli("translearn-features", [tmp_path / "run", "--out", tmp_path / "locked" / "f"])
-    _one_line(done, "translearn-features", "--out", "Permission denied")
+    one_line_error(done, "translearn-features", "--out", "Permission denied")

@@ -1,4 +1,4 @@
-"""model.feature_norm: frozen content features re-expressed per domain before the adaptor."""
+"""model.content.feature_norm: frozen content features re-expressed per domain before the adaptor."""
 
 from __future__ import annotations
 
@@ -48,9 +48,9 @@ def test_whiten_gives_identity_covariance():
 
 
 def test_unknown_norm_names_the_config_key():
-    with pytest.raises(ConfigError, match="model.feature_norm"):
+    with pytest.raises(ConfigError, match="model.content.feature_norm"):
         ContentSpec(item_tower="text", feature_norm="pca")
-    with pytest.raises(ConfigError, match="model.feature_norm"):
+    with pytest.raises(ConfigError, match="model.content.feature_norm"):
         normalise_features(_anisotropic(), "pca")
 
 

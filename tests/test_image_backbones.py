@@ -89,7 +89,7 @@ def test_preprocessing_resizes_the_shorter_side_and_centre_crops(tmp_path):
 
 # ---- weights only from local files ---------------------------------------------------------------
 def test_random_init_is_refused_unless_asked_and_is_then_fixed():
-    with pytest.raises(UserError, match="torchvision:resnet18 needs model.image_weights.*never downloaded"):
+    with pytest.raises(UserError, match="torchvision:resnet18 needs model.content.image_weights.*never downloaded"):
         images.resolve_backbone("torchvision:resnet18")
     net1, ident1 = images.load_image_backbone(allow_random=True, weights=None)
     net2, ident2 = images.load_image_backbone(allow_random=True, weights=None)
@@ -112,11 +112,12 @@ def _has(module: str) -> bool:
 def test_a_library_backbone_needs_its_library_and_a_weights_file(tmp_path, monkeypatch):
     torch.save({}, tmp_path / "w.pt")
     monkeypatch.setitem(sys.modules, "torchvision", None)  # as if not installed
-    with pytest.raises(UserError, match=r"model.image_backbone='torchvision:resnet18' needs torchvision, which is not "
+    with pytest.raises(UserError, match=r"model.content.image_backbone='torchvision:resnet18' needs torchvision, "
+                                        r"which is not "
                                         r"installed \(torchvision 0.28 goes with torch 2.13 \(pin torchvision<0.29\); "
                                         r"with a CPU torch install its \+cpu build"):
         images.load_image_backbone("torchvision:resnet18", weights=tmp_path / "w.pt")
-    with pytest.raises(UserError, match="model.image_backbone='keras:x': expected efficientnet_lite0"):
+    with pytest.raises(UserError, match="model.content.image_backbone='keras:x': expected efficientnet_lite0"):
         images.resolve_backbone("keras:x")
 
 
@@ -152,7 +153,8 @@ def test_a_library_model_loads_its_local_file_strictly_and_drops_its_classifier(
     with pytest.raises(UserError, match="torchvision:nope.*has no model 'nope'"):
         images.load_image_backbone("torchvision:nope", weights=tmp_path / "tiny.pt")
     torch.save({"0.weight": torch.zeros(6, 3, 3, 3)}, tmp_path / "part.pt")
-    with pytest.raises(UserError, match=r"part\.pt does not fit model.image_backbone=torchvision:tiny: parameter "
+    with pytest.raises(UserError, match=r"part\.pt does not fit model.content.image_backbone=torchvision:tiny: "
+                                        r"parameter "
                                         r"names 3 missing \(e\.g\. 0\.bias, 4\.bias, 4\.weight\)"):
         images.load_image_backbone("torchvision:tiny", weights=tmp_path / "part.pt")
     torch.save({**trained.state_dict(), "4.weight": torch.zeros(5, 6)}, tmp_path / "shape.pt")
@@ -184,14 +186,14 @@ def test_a_torchvision_model_loads_from_a_local_file_and_gives_penultimate_featu
     assert identity.startswith(f"torchvision:resnet18|torchvision={torchvision.__version__}|sha256:")
     feats = images.encode_images([str(picture(tmp_path / "a.png", 3))], net, image_size=64)
     assert feats.shape == (1, 512)
-    with pytest.raises(UserError, match="needs model.image_weights"):
+    with pytest.raises(UserError, match="needs model.content.image_weights"):
         images.load_image_backbone("torchvision:resnet18")
 
 
 def test_missing_or_wrong_weights_files_are_named(tmp_path):
     with pytest.raises(UserError, match=r"weights file not found: .*nope\.pth") as err:
         images.load_image_backbone(weights=tmp_path / "nope.pth")
-    assert err.value.config_key == "model.image_weights"
+    assert err.value.config_key == "model.content.image_weights"
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pt")
     with pytest.raises(UserError, match=r"other\.pt does not fit .*296 missing \(e\.g\. _blocks\.0\._bn1\.bias"
                                         r".*1 unexpected \(e\.g\. fc\.weight"):

@@ -126,7 +126,7 @@ def test_image_features_are_cached_by_backbone_paths_and_file_contents(tmp_path)
     changed = ItemCatalog.of(prepared, cache).image_features("books", image_size=64)
     assert images.encode_calls == calls + 2 and not torch.equal(changed[1], feats[1])
     torch.testing.assert_close(changed[[0, 2, 3]], feats[[0, 2, 3]])
-    with pytest.raises(UserError, match="model.item_tower: domain 'books' has no item images"):
+    with pytest.raises(UserError, match="model.content.item_tower: domain 'books' has no item images"):
         ItemCatalog.of(prepare(TabularSource(files={"all": inter}, domain_column="domain", user_column="user",
                                              item_column="item"), "books", ["toys"])).image_features("books")
 

@@ -8,19 +8,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import refused
 from omegaconf import OmegaConf
 
 from translearn.cli.config import compose
 from translearn.train import train
-
-
-def _refused(done, *parts: str) -> str:
-    assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-3000:])
-    lines = [line for line in done.stderr.splitlines() if ": error: " in line]
-    assert len(lines) == 1, done.stderr[-3000:]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -40,29 +32,29 @@ def small_run(tmp_path_factory):
 def test_more_sampled_negatives_than_candidates_is_refused(run_cli, run_overrides, tmp_path):
     done = run_cli("translearn-train", [*run_overrides, "data/protocol=sampled", "data.protocol.num_negatives=1000",
                                         f"hydra.run.dir={tmp_path / 'run'}"])
-    _refused(done, "data.protocol.num_negatives", "1000 sampled negatives", "candidate items")
+    refused(done, "data.protocol.num_negatives", "1000 sampled negatives", "candidate items")
     record = json.loads((tmp_path / "run" / "error.json").read_text())
     assert record["config_key"] == "data.protocol.num_negatives"
 
 
 def test_the_documented_sampled_eval_on_a_catalogue_under_100_items_is_refused(run_cli, small_run):
     done = run_cli("translearn-eval", [small_run, "data/protocol=sampled"])
-    _refused(done, "data.protocol.num_negatives", "100 sampled negatives", "items and a held-out user")
+    refused(done, "data.protocol.num_negatives", "100 sampled negatives", "items and a held-out user")
 
 
 def test_a_second_sampled_protocol_near_the_catalogue_size_is_refused(run_cli, small_run):
     # 50 < 57 items passes the count of items, but a held-out user has more than 7 items of their own
     done = run_cli("translearn-eval", [small_run, "evaluation.sampled_negatives=50"])
-    _refused(done, "evaluation.sampled_negatives", "50 sampled negatives", "candidate items")
+    refused(done, "evaluation.sampled_negatives", "50 sampled negatives", "candidate items")
 
 
 def test_k_at_or_above_the_candidates_is_refused(run_cli, run_overrides, tmp_path):
     done = run_cli("translearn-train", [*run_overrides, "evaluation.ks=[10,1000]",
                                         f"hydra.run.dir={tmp_path / 'run'}"])
-    _refused(done, "evaluation.ks", "k=1000", "items in domain 'target' (full ranking)")
+    refused(done, "evaluation.ks", "k=1000", "items in domain 'target' (full ranking)")
     done = run_cli("translearn-train", [*run_overrides, "data/protocol=sampled", "data.protocol.num_negatives=9",
                                         "evaluation.ks=[10]", f"hydra.run.dir={tmp_path / 'run2'}"])
-    _refused(done, "evaluation.ks", "k=10", "10 candidates per held-out item")
+    refused(done, "evaluation.ks", "k=10", "10 candidates per held-out item")
 
 
 def test_a_target_with_one_user_is_refused(run_cli, tmp_path):
@@ -76,13 +68,13 @@ def test_a_target_with_one_user_is_refused(run_cli, tmp_path):
         "data.dataset.order_column=ts", "data.target_domain=movies", "data.source_domains=[books]",
         "strategy=target_only", "trainer.max_epochs=1", "logger=none",
         f"paths.cache_dir={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}"])
-    _refused(done, "too small to rank", "1 user(s)", "at least 2")
+    refused(done, "too small to rank", "1 user(s)", "at least 2")
 
 
 def test_non_finite_scores_at_evaluation_are_an_error(run_cli, run_overrides, tmp_path):
     done = run_cli("translearn-train", [*run_overrides, "strategy=target_only", "model.init_std=1e30",
                                         "trainer.max_epochs=0", f"hydra.run.dir={tmp_path / 'run'}"])
-    _refused(done, "non-finite scores", "domain 'target'", "model.init_std")
+    refused(done, "non-finite scores", "domain 'target'", "model.init_std")
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert json.loads((tmp_path / "run" / "error.json").read_text())["error"] == "DivergedError"
 
@@ -92,12 +84,12 @@ def test_recommend_never_prints_an_infinite_score(run_cli, small_run, tmp_path):
     ckpt["state_dict"] = {k: v * 1e30 if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
     torch.save(ckpt, tmp_path / "huge.ckpt")
     done = run_cli("translearn-recommend", [small_run, "--all-users", "--checkpoint", tmp_path / "huge.ckpt"])
-    _refused(done, "non-finite scores", "recommendations of domain 'target'")
+    refused(done, "non-finite scores", "recommendations of domain 'target'")
     assert "inf" not in done.stdout
 
 
 def test_an_unknown_key_given_to_eval_is_refused(run_cli, small_run):
     done = run_cli("translearn-eval", [small_run, "evaluation.repeat=keep"])
-    _refused(done, "evaluation.repeat", "not in the run's config", "+evaluation.repeat=keep")
+    refused(done, "evaluation.repeat", "not in the run's config", "+evaluation.repeat=keep")
     done = run_cli("translearn-eval", [small_run, "evaluation.repeats=keep", "--split", "test"])
     assert done.returncode == 0, done.stderr[-2000:]

@@ -8,16 +8,8 @@ import json
 
 import numpy as np
 import pytorch_lightning as pl
+from helpers import refused
 from test_image_backbones import picture
-
-
-def _refused(done, *parts: str) -> str:
-    assert done.returncode == 2, (done.stdout[-2000:], done.stderr[-3000:])
-    lines = [line for line in done.stderr.splitlines() if ": error: " in line]
-    assert len(lines) == 1, done.stderr[-3000:]
-    for part in parts:
-        assert part in lines[0], lines[0]
-    return lines[0]
 
 
 def _tabular(tmp_path, source_rows: int = 5, target_users: int = 40) -> list[str]:
@@ -64,13 +56,13 @@ def test_a_source_stage_without_a_validation_slice_is_refused(run_cli, tmp_path)
     # one row per user in the source: no user can give a row to the stage's validation slice
     done = run_cli("translearn-train", [*_tabular(tmp_path, source_rows=1), "strategy=finetune",
                                         "strategy.stage.max_epochs=2"])
-    _refused(done, "strategy.stage.patience", "validation slice of 'books' is empty", "patience=null")
+    refused(done, "strategy.stage.patience", "validation slice of 'books' is empty", "patience=null")
 
 
 def test_a_requested_source_evaluation_that_cannot_be_done_is_refused(run_cli, run_overrides, tmp_path):
     done = run_cli("translearn-train", [*run_overrides, "strategy=target_only", "evaluation.domains=[target,source]",
                                         f"hydra.run.dir={tmp_path / 'run'}"])
-    _refused(done, "evaluation.domains", "TargetOnly cannot evaluate source 'source'")
+    refused(done, "evaluation.domains", "TargetOnly cannot evaluate source 'source'")
 
 
 def test_items_without_images_are_counted_and_refused_past_the_limit(run_cli, tmp_path):
@@ -81,8 +73,8 @@ def test_items_without_images_are_counted_and_refused_past_the_limit(run_cli, tm
     done = run_cli("translearn-data", [a for a in args if not a.startswith(("hydra.", "trainer.", "logger="))])
     assert done.returncode == 0, done.stderr[-3000:]
     assert "movies: 25 of 30 items have no image" in done.stdout
-    done = run_cli("translearn-train", [*args, "strategy=target_only", "model.item_tower=image"])
-    _refused(done, "data.max_missing_images", "25 of 30 items of domain 'movies'", "83.3%", "limit 0.5")
+    done = run_cli("translearn-train", [*args, "strategy=target_only", "model.content.item_tower=image"])
+    refused(done, "data.max_missing_images", "25 of 30 items of domain 'movies'", "83.3%", "limit 0.5")
 
 
 def test_fusion_says_its_validation_is_optimistic(run_cli, run_overrides, tmp_path):

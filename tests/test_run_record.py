@@ -6,36 +6,22 @@ mismatch in one line naming both keys; ``resume=`` refuses changed result-alteri
 from __future__ import annotations
 
 import json
-import logging
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from helpers import one_line_error
 from omegaconf import OmegaConf
 
 from translearn.cli.config import compose
 from translearn.run_record import RECORD_KEY
 from translearn.train import train
 
-
-@pytest.fixture(autouse=True)
-def _fresh_root_logger(monkeypatch):
-    """Each in-process console-script run (run_cli) lets Hydra add handlers to the root logger that write to
-    that test's captured streams; a later test's log lines would then print '--- Logging error ---' and a
-    traceback. Each test here starts with no root handlers and drops the ones its runs added."""
-    monkeypatch.setattr(logging.getLogger(), "handlers", [])
-
-
-def _one_line(done, prog: str, *needles: str) -> str:
-    output = f"--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
-    assert done.returncode == 2, output
-    assert "Traceback" not in done.stdout + done.stderr, output
-    lines = [line for line in done.stderr.strip().splitlines() if line.startswith(f"{prog}: ")]
-    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
+pytestmark = pytest.mark.usefixtures("fresh_root_logger")
+# the tools' one error line; a library's warning lines on stderr may stand around it
+own_line_error = partial(one_line_error, own_lines_only=True)
 
 
 def _write_tables(folder: Path, seed: int, users: int = 120) -> None:
@@ -83,15 +69,16 @@ def test_tools_refuse_a_run_whose_input_file_changed(tmp_path, tabular_run, run_
     try:
         (root / "movies.csv").write_text(original.replace("\n", "\n", 1) + "0,m29,99\n")  # one more row
         done = run_cli("translearn-eval", [run, "--out", tmp_path / "e.json"])
-        line = _one_line(done, "translearn-eval", summary["data_manifest_key"][:12], "data as prepared now",
+        line = own_line_error(done, "translearn-eval", summary["data_manifest_key"][:12], "data as prepared now",
                          "--allow-other-data")
         assert not (tmp_path / "e.json").exists(), line
         for prog, extra in (("translearn-recommend", ["--users", "0"]),
                             ("translearn-features", ["--out", tmp_path / "f"]),
                             ("translearn-probe", ["--attribute", "text", "--regex", "(.)"])):
-            _one_line(run_cli(prog, [run, *extra]), prog, summary["data_manifest_key"][:12], "data as prepared now")
+            done = run_cli(prog, [run, *extra])
+            own_line_error(done, prog, summary["data_manifest_key"][:12], "data as prepared now")
         done = run_cli("translearn-probe", [tmp_path / "exported", "--attribute", "text", "--regex", "(.)"])
-        _one_line(done, "translearn-probe", "exported from data", summary["data_manifest_key"][:12])
+        own_line_error(done, "translearn-probe", "exported from data", summary["data_manifest_key"][:12])
         # the explicit flag lets it through, and the output says so
         done = run_cli("translearn-eval", [run, "--allow-other-data", "--out", tmp_path / "e.json"])
         assert done.returncode == 0, done.stderr[-3000:]
@@ -133,10 +120,10 @@ def test_a_checkpoint_of_other_data_with_the_same_shapes_is_refused(tmp_path, sy
     base, runs = synthetic_runs
     other = runs[1] / "checkpoints" / "last.ckpt"
     done = run_cli("translearn-eval", [runs[0], "--checkpoint", other])
-    _one_line(done, "translearn-eval", str(other), "data as prepared now")
+    own_line_error(done, "translearn-eval", str(other), "data as prepared now")
     done = run_cli("translearn-train", [*base, "data.seed=0", "trainer.max_epochs=3", f"resume={other}",
                                         f"hydra.run.dir={tmp_path / 'resumed'}"])
-    line = _one_line(done, "translearn-train", str(other), "data as prepared now")
+    line = own_line_error(done, "translearn-train", str(other), "data as prepared now")
     assert json.loads((tmp_path / "resumed" / "error.json").read_text())["error"] == "CheckpointError", line
 
 
@@ -144,7 +131,7 @@ def test_resume_with_a_changed_seed_is_refused(tmp_path, synthetic_runs, run_cli
     base, runs = synthetic_runs
     done = run_cli("translearn-train", [*base, "seed=1", "trainer.max_epochs=3", f"resume={runs[0]}",
                                         f"hydra.run.dir={tmp_path / 'resumed'}"])
-    _one_line(done, "translearn-train", "config key 'seed'", "seed 0 -> 1", "alter results")
+    own_line_error(done, "translearn-train", "config key 'seed'", "seed 0 -> 1", "alter results")
     assert not (tmp_path / "resumed" / "metrics.json").exists()
 
 
@@ -162,4 +149,4 @@ def test_resume_of_a_finished_run_with_fewer_epochs_is_one_line(tmp_path, synthe
     base, runs = synthetic_runs
     done = run_cli("translearn-train", [*base, "trainer.max_epochs=1", f"resume={runs[0]}",
                                         f"hydra.run.dir={tmp_path / 'resumed'}"])
-    _one_line(done, "translearn-train", "trainer.max_epochs", "finished 2 epochs")
+    own_line_error(done, "translearn-train", "trainer.max_epochs", "finished 2 epochs")

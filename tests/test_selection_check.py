@@ -26,7 +26,7 @@ from translearn.train import check_selection, train
 @pytest.mark.parametrize("optimiser", [dict(fused=True), dict(foreach=True), dict(foreach=False)])
 def test_the_item_table_follows_every_optimiser_step(tower, optimiser):
     torch.manual_seed(0)
-    m = matrix_factorization(3, {"t": 4, "s": 5}, embedding_dim=8, items=catalog(), item_tower=tower)
+    m = matrix_factorization(3, {"t": 4, "s": 5}, embedding_dim=8, items=catalog(), content={"item_tower": tower})
     opt, bpr = torch.optim.Adam(m.parameters(), lr=0.1, **optimiser), BPRLoss()
     users, pos, neg = torch.tensor([0, 1, 2]), torch.tensor([0, 1, 2]), torch.tensor([[3], [0], [1]])
     before = None
@@ -56,7 +56,8 @@ def test_a_content_mf_run_validates_the_model_it_saves(tmp_path, monkeypatch, ca
     use_stub_encoder(monkeypatch)
     out = tmp_path / "run"
     overrides = ["data.dataset.num_users=160", "data.dataset.num_items=[50,40]", "data.batch_size=64",
-                 "trainer.max_epochs=4", "optimizer.lr=0.01", f"model.item_tower={tower}", "strategy=target_only",
+                 "trainer.max_epochs=4", "optimizer.lr=0.01", f"model.content.item_tower={tower}",
+                 "strategy=target_only",
                  f"paths.cache_dir={tmp_path / 'cache'}", f"paths.log_dir={tmp_path / 'logs'}"]
     cfg = compose(overrides, output_dir=out)
     with caplog.at_level(logging.WARNING, logger="translearn.train"):

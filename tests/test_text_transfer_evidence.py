@@ -10,7 +10,7 @@ sparse target (about 3 rows per user, 1-2 of them for training) is far too littl
 The dense source (800 items, 20 rows per user) is enough. ``popularity=0`` and ``latent_dim=4`` keep the tastes
 the only signal and make it one that 20 words can carry.
 
-The model: MF with the text item tower (``model.item_tower=text``, one linear adaptor shared by all domains).
+The model: MF with the text item tower (``model.content.item_tower=text``, one linear adaptor shared by all domains).
 ``finetune`` trains it on the source users, then copies the adaptor (and the user table, whose target-side rows
 the source never touched) and trains on the target; ``target_only`` trains the same model on the same target
 users from scratch. Item text goes through a stand-in encoder, an exact bag of words over the generator's
@@ -82,7 +82,7 @@ def runs(tmp_path_factory):
 
         @functools.cache
         def run(strategy: str, tower: str, signal: float, seed: int) -> dict:
-            overrides = [*DATA, *TRAINING, f"strategy={strategy}", f"model.item_tower={tower}",
+            overrides = [*DATA, *TRAINING, f"strategy={strategy}", f"model.content.item_tower={tower}",
                          f"data.dataset.text_signal={signal}", f"data.seed={seed}", f"seed={seed}",
                          f"paths.cache_dir={root / 'cache'}"]
             return train(compose(overrides, output_dir=root / f"{strategy}-{tower}-{signal}-{seed}"))

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class, get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from translearn.checkpoint_io import AtomicCheckpointIO
 from translearn.content.catalog import ItemCatalog
 from translearn.content.text import unload_encoders
+from translearn.content_keys import content_tower
 from translearn.data.datamodule import CrossDomainDataModule
 from translearn.data.extra_protocol import sampled_view
 from translearn.data.facts import DataFacts
@@ -28,7 +29,7 @@ from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
 from translearn.models.context import ModelContext
-from translearn.models.factory import call_factory
+from translearn.models.factory import call_factory, declared_reads
 from translearn.models.recommender import Recommender
 from translearn.progress import is_tty
 from translearn.strategies.base import TransferStrategy, source_tower_missing
@@ -121,11 +122,23 @@ def strategy_class(cfg: DictConfig) -> type[TransferStrategy]:
 
 
 def model_domains(cfg: DictConfig, prepared: PreparedData) -> list[str]:
-    """Domains the model needs item towers for: the target, plus the sources if the strategy trains on them
-    or the model reads interleaved histories (``model.history_scope=all``, also under target_only)."""
+    """Domains the model needs item towers for: the target, plus the sources if the strategy trains on them,
+    the model reads interleaved histories (``model.history_scope=all``, also under target_only), or its
+    factory declares a model that reads the sources (``"sources"`` in ``Recommender.reads``: built whole, so
+    that a strategy that trains one domain refuses it in ``check_strategy``)."""
     interleaved = cfg.model.get("history_scope") == "all"
-    return [prepared.target, *prepared.sources] if strategy_class(cfg).uses_sources or interleaved \
+    whole = "sources" in _factory_reads(cfg)
+    return [prepared.target, *prepared.sources] if strategy_class(cfg).uses_sources or interleaved or whole \
         else [prepared.target]
+
+
+def _factory_reads(cfg: DictConfig) -> frozenset[str]:
+    """``declared_reads`` of ``cfg.model``'s factory; nothing when it does not resolve (building the model then
+    reports the bad ``model._target_``)."""
+    try:
+        return declared_reads(get_method(str(cfg.model.get("_target_"))))
+    except Exception:
+        return frozenset()
 
 
 def build_catalog(cfg: DictConfig, prepared: PreparedData) -> ItemCatalog:
@@ -173,7 +186,7 @@ def check_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender) 
     why = cls.refuses_model(model)  # a graph or paired model the strategy cannot train
     if why:
         raise ConfigError(f"config key 'strategy': {why}", config_key="strategy")
-    check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), str(cfg.model.get("item_tower", "id")),
+    check_bridge(cls.__name__, cls.user_bridge, DataFacts.of(prepared), content_tower(cfg.model),
                  bool(model.needs_history))
     requested_eval_domains(cfg, model)
 

@@ -13,14 +13,17 @@ from typing import Any
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
+from translearn.content_keys import check_no_old_keys
 from translearn.errors import ConfigError
 from translearn.value_checks import check_values
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Raise a ConfigError for the first problem found: an unset required key, a learning rate that is not a
+    """Raise a ConfigError for the first problem found: an old content key (``model.item_tower``, now
+    ``model.content.item_tower``), an unset required key, a learning rate that is not a
     finite number >= 0 (0 keeps the weights fixed, a legal control run), a bad ``trainer.max_epochs``, a
     ``monitor`` metric the run never logs, or an output/cache path that is a file."""
+    check_no_old_keys(cfg.get("model"))  # model.item_tower in a user's own config: model.content.item_tower now
     _no_missing_values(cfg)
     check_values(cfg)  # out-of-range values (batch size 0, dropout 1.5, seed abc, ...)
     _finite_non_negative(cfg, "optimizer.lr")

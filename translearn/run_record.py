@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import traceback
@@ -23,6 +24,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from translearn.content_keys import lift_old_keys
 from translearn.errors import CheckpointError, ConfigError, error_record, is_user_error
 
 log = logging.getLogger(__name__)
@@ -172,7 +174,9 @@ def check_resume(ckpt: dict[str, Any], path: str | Path, cfg: DictConfig, prepar
                               f"the data as prepared now is {_short(prepared.key)} (data_manifest_key): the input "
                               "files or the data settings changed; resume with the data it was trained on, or start "
                               "a fresh run", file=path)
-    before, now = _flat(record["settings"]), _flat(settings(cfg))
+    saved = copy.deepcopy(record["settings"])  # a copy: an older run's content keys move into model.content
+    lift_old_keys(saved.get("model"))
+    before, now = _flat(saved), _flat(settings(cfg))
     changed = {k: [before.get(k), now.get(k)] for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)}
     refused = [k for k in changed if not _may_change(k)]
     epochs = changed.get("trainer.max_epochs")

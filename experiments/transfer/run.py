@@ -40,8 +40,8 @@ OLD_BUDGET = ["trainer.max_epochs=30", "callbacks.early_stopping.patience=10", "
               "strategy.stage.max_epochs=20", "strategy.stage.patience=5", "strategy.stage.min_steps=0"]
 BUDGETS = {"default": [], "old": OLD_BUDGET}
 
-SASREC_TEXT = ["model=sasrec", "model.item_tower=text"]
-SASREC_ID_TEXT = ["model=sasrec", "model.item_tower=id_text"]
+SASREC_TEXT = ["model=sasrec", "model.content.item_tower=text"]
+SASREC_ID_TEXT = ["model=sasrec", "model.content.item_tower=id_text"]
 # row label -> (strategy, fixed overrides, {knob: values tuned on validation at seed 0})
 ROWS = {
     "popularity": ("popularity", [], {}),
@@ -76,12 +76,12 @@ ROWS = {
     "SASRec id+text joint": ("joint", [*SASREC_ID_TEXT], {}),
     "SASRec id+text fine-tuning": ("finetune", [*SASREC_ID_TEXT], {}),
     "MF": ("target_only", [], {}),
-    "MF text": ("target_only", ["model.item_tower=text"], {}),
-    "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.item_tower=text",
+    "MF text": ("target_only", ["model.content.item_tower=text"], {}),
+    "MF text fine-tuning, adaptor kept fixed": ("finetune", ["model.content.item_tower=text",
                                                              "strategy.freeze=[content_adaptor]"], {}),
-    "MF text fine-tuning": ("finetune", ["model.item_tower=text"], {}),
-    "MF id+text": ("target_only", ["model.item_tower=id_text"], {}),
-    "MF id+text fine-tuning": ("finetune", ["model.item_tower=id_text"], {}),
+    "MF text fine-tuning": ("finetune", ["model.content.item_tower=text"], {}),
+    "MF id+text": ("target_only", ["model.content.item_tower=id_text"], {}),
+    "MF id+text fine-tuning": ("finetune", ["model.content.item_tower=id_text"], {}),
 }
 SEQUENCE_ROWS = ["SASRec, Office history", "GRU4Rec, Office history", "SASRec, interleaved Arts+Office history",
                  "SASRec joint", "SASRec joint, interleaved Arts+Office history", "SASRec fine-tuning"]

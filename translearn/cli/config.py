@@ -78,12 +78,17 @@ def user_config_dirs(args: Sequence[str]) -> tuple[str, ...]:
 
 def normalise_overrides(overrides: Sequence[str]) -> list[str]:
     """Rewrite ``a.b=option`` to ``a/b=option`` when ``a/b`` is a nested config group: one of ours, a
-    plugin's (``hydra.launcher=joblib``) or one in a user folder on the command line's search path."""
+    plugin's (``hydra.launcher=joblib``) or one in a user folder on the command line's search path. An old
+    content key (``model.item_tower=text``) is a one-line ConfigError naming ``model.content.item_tower``."""
+    from translearn.content_keys import moved_key, moved_key_error
+
     repo = _repository(user_config_dirs(overrides))
     out = []
     for item in overrides:
         key, sep, value = item.partition("=")
         bare = key.lstrip("+~")
+        if moved_key(bare):  # model.item_tower=text: the content keys are model.content.* now
+            raise moved_key_error(bare, value if sep else None)
         if sep and "." in bare and "@" not in bare and not bare.startswith("-") \
                 and repo.group_exists(bare.replace(".", "/")):
             key = key[: len(key) - len(bare)] + bare.replace(".", "/")

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from translearn.cli.config import config_dir, normalise_overrides
 from translearn.cli.device import add_device_option
 from translearn.cli.errors import report_user_errors
+from translearn.content_keys import lift_old_keys
 from translearn.errors import ConfigError
 from translearn.run_record import add_allow_flag, check_data
 
@@ -78,6 +79,7 @@ def load_run_config(run: Path, overrides: list[str]) -> DictConfig:
         raise ConfigError(f"{saved} is not a run config written by translearn-train (it is empty or lacks "
                           "data/paths)", file=saved)
     cfg.paths.output_dir = str(run)
+    lift_old_keys(cfg.get("model"))  # a run made before model.content: its content keys move into the node
     return apply_overrides(cfg, overrides)
 
 

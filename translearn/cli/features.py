@@ -4,7 +4,7 @@
   translearn-features RUN --out DIR --checkpoint last --domain office
   translearn-features RUN data.paths.data_root=/data --out DIR     # overrides of the saved config
   translearn-features --encoder text --data arts_office --out DIR   # a pretrained encoder alone, no run
-  translearn-features --encoder text data=arts_office model.text_encoder=/models/e5 --out DIR
+  translearn-features --encoder text data=arts_office model.content.text_encoder=/models/e5 --out DIR
 
 Writes, per domain of the model, items_<domain>.npy [num_items, D] and items_<domain>.parquet (item_id,
 index, vector); id models also users.npy / users.parquet; and features.json (run, checkpoint, model
@@ -12,9 +12,9 @@ family, head, counts and dims). Sequence models have no static user vectors: fea
 Row i of every table is internal index i; the Parquet files carry the raw ids.
 
 With --encoder text|image there is no run: the items of the data (translearn-train's config and
-overrides, e.g. data=arts_office model.text_encoder=...) go through the frozen content encoder a model
-would use (model.text_encoder / model.text_template, model.image_backbone / model.image_weights), from
-the same feature cache; translearn-probe reads the folder like any other.
+overrides, e.g. data=arts_office model.content.text_encoder=...) go through the frozen content encoder a
+model would use (model.content.text_encoder / text_template, model.content.image_backbone / image_weights),
+from the same feature cache; translearn-probe reads the folder like any other.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", default="best", help="best (default), last, or a .ckpt path")
     parser.add_argument("--domain", action="append", help="export only this domain (repeatable; default all)")
     parser.add_argument("--encoder", choices=("text", "image"),
-                        help="no run: the pretrained text or image encoder's item vectors (the model.text_encoder "
-                             "/ model.image_backbone of the config; other positional words are its overrides)")
+                        help="no run: the pretrained text or image encoder's item vectors (the "
+                             "model.content.text_encoder / model.content.image_backbone of the config; other "
+                             "positional words are its overrides)")
     parser.add_argument("--data", help="with --encoder: the data config whose items to encode (data=NAME)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a terminal)")

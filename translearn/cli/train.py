@@ -103,11 +103,11 @@ def _is_user_error(err: BaseException) -> bool:
 
 def main() -> None:
     # under torchrun / srun: ranks other than 0 log to train_rank<r>.log in the job's one run folder
-    sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *distributed.rank_overrides()]
     debug = debug_requested()
     if not debug:  # let Hydra pass errors through to us instead of printing its own traceback and exiting 1
         os.environ["HYDRA_FULL_ERROR"] = os.environ[FORCED_FULL_ERROR_ENV] = "1"
     try:
+        sys.argv = [sys.argv[0], *normalise_overrides(sys.argv[1:]), *distributed.rank_overrides()]
         with distributed.run_stamp_for_job():  # one run folder per job, shared by its ranks
             _hydra_main()
     except Exception as err:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from translearn.content_keys import moved_key
 from translearn.data.errors import DataError
 from translearn.metrics.per_user import load_per_user
 
@@ -110,10 +111,13 @@ def check_finite(runs: list[RunRecord], metrics: list[str]) -> None:
 
 
 def _setting_of(overrides: list) -> dict[str, str]:
+    """A run's command-line overrides as {key: value}, with an old content key (``model.item_tower``, before the
+    ``model.content`` node) under its new name, so a run of before and one of now with the same setting match."""
     out = {}
     for item in overrides or []:
         key, _, value = str(item).partition("=")
         key = key.lstrip("+~")
+        key = moved_key(key) or key
         if not key.startswith(IGNORED):
             out[key] = value
     return out

@@ -33,6 +33,19 @@ class PairedGain:
     users: int
 
 
+def _paired_gain(a: np.ndarray, b: np.ndarray, mean_a: np.ndarray, mean_b: np.ndarray, users: int) -> PairedGain:
+    """The gain of the observed values ``a``, ``b`` (any equal shape) and its percentile intervals from the
+    bootstrap means ``mean_a``, ``mean_b`` [R] (the relative gain's interval is NaN when a resample of ``b``
+    has mean 0)."""
+    tails = [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = mean_a / mean_b - 1.0
+        gain = float(a.mean() / b.mean() - 1.0) if b.mean() > 0 else math.nan
+    low, high = np.percentile(rel, tails) if np.isfinite(rel).all() else (math.nan, math.nan)
+    d_low, d_high = np.percentile(mean_a - mean_b, tails)
+    return PairedGain(gain, (float(low), float(high)), (float(d_low), float(d_high)), users)
+
+
 def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
                      chunk: int = 200) -> PairedGain:
     """Resample users (rows of ``a`` [U] and ``b`` [U] together) with replacement ``resamples`` times."""
@@ -46,13 +59,7 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, s
         idx = rng.integers(0, n, size=(min(chunk, resamples - start), n))  # [R, U]
         mean_a[start : start + len(idx)] = a[idx].mean(1)
         mean_b[start : start + len(idx)] = b[idx].mean(1)
-    tails = [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = mean_a / mean_b - 1.0
-        gain = float(a.mean() / b.mean() - 1.0) if b.mean() > 0 else math.nan
-    low, high = np.percentile(rel, tails) if np.isfinite(rel).all() else (math.nan, math.nan)
-    d_low, d_high = np.percentile(mean_a - mean_b, tails)
-    return PairedGain(gain, (float(low), float(high)), (float(d_low), float(d_high)), n)
+    return _paired_gain(a, b, mean_a, mean_b, n)
 
 
 def two_level_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES, seed: int = 0,
@@ -75,13 +82,7 @@ def two_level_bootstrap(a: np.ndarray, b: np.ndarray, resamples: int = RESAMPLES
         users = rng.integers(0, n_users, size=(r, n_seeds, n_users))  # [R, S, U]
         mean_a[start : start + r] = a[seeds, users].mean((1, 2))
         mean_b[start : start + r] = b[seeds, users].mean((1, 2))
-    tails = [50 * (1 - LEVEL), 100 - 50 * (1 - LEVEL)]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = mean_a / mean_b - 1.0
-        gain = float(a.mean() / b.mean() - 1.0) if b.mean() > 0 else math.nan
-    low, high = np.percentile(rel, tails) if np.isfinite(rel).all() else (math.nan, math.nan)
-    d_low, d_high = np.percentile(mean_a - mean_b, tails)
-    return PairedGain(gain, (float(low), float(high)), (float(d_low), float(d_high)), n_users)
+    return _paired_gain(a, b, mean_a, mean_b, n_users)
 
 
 def verdict(low: float, high: float) -> str:

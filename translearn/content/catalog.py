@@ -109,7 +109,7 @@ class ItemCatalog:
     def texts(self, domain: str, template: str = "{text}") -> list[str]:
         """The strings the encoder reads for ``domain``'s items ([num_items]): ``template`` filled per item.
 
-        ``ConfigError`` naming ``model.text_template`` for a bad template, or one that uses a field the
+        ``ConfigError`` naming ``model.content.text_template`` for a bad template, or one that uses a field the
         domain lacks (e.g. ``{text}`` on data without item text)."""
         items = self.domain(domain)
         columns = {}
@@ -167,8 +167,8 @@ class ItemCatalog:
 
         items = self.domain(domain)
         if items.image_paths is None:
-            raise ConfigError(f"model.item_tower: domain {domain!r} has no item images (its data source gives "
-                              "none; see docs/data.md, item images)", config_key="model.item_tower")
+            raise ConfigError(f"model.content.item_tower: domain {domain!r} has no item images (its data source gives "
+                              "none; see docs/data.md, item images)", config_key="model.content.item_tower")
         check_missing_images(items.image_paths, domain, self.max_missing_images)
         features = image_features(self._features, items.image_paths, backbone, weights, allow_random, image_size,
                                   batch_size, what=f"image features of {domain!r}")

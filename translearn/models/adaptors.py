@@ -37,8 +37,8 @@ class WhiteningMoEAdaptor(nn.Module):
     def __init__(self, in_dim: int, out_dim: int, experts: int = 8) -> None:
         super().__init__()
         if experts < 1:
-            raise ConfigError(f"model.adaptor_experts: expected an integer >= 1, got {experts}",
-                              config_key="model.adaptor_experts")
+            raise ConfigError(f"model.content.adaptor_experts: expected an integer >= 1, got {experts}",
+                              config_key="model.content.adaptor_experts")
         self.in_dim, self.out_dim, self.experts = in_dim, out_dim, experts
         self.bias = nn.Parameter(torch.zeros(experts, in_dim))            # b_k
         self.weight = nn.Parameter(torch.empty(experts, in_dim, out_dim))  # W_k
@@ -55,9 +55,10 @@ class WhiteningMoEAdaptor(nn.Module):
 
 
 def make_adaptor(kind: str, in_dim: int, out_dim: int, experts: int = 8) -> nn.Module:
-    """The adaptor ``model.adaptor`` names, mapping [..., in_dim] to [..., out_dim]."""
+    """The adaptor ``model.content.adaptor`` names, mapping [..., in_dim] to [..., out_dim]."""
     if kind == "linear":
         return LinearAdaptor(in_dim, out_dim)
     if kind == "whitening_moe":
         return WhiteningMoEAdaptor(in_dim, out_dim, int(experts))
-    raise ConfigError(f"model.adaptor: expected one of {', '.join(ADAPTORS)}, got {kind!r}", config_key="model.adaptor")
+    raise ConfigError(f"model.content.adaptor: expected one of {', '.join(ADAPTORS)}, got {kind!r}",
+                      config_key="model.content.adaptor")

@@ -5,7 +5,7 @@ with ``"users" [B]`` and, for models that read histories (``needs_history > 0``)
 ``"history_domain" [B, L]`` and ``"history_len" [B]`` (see ``translearn.data.history``). Id models read
 the users; sequence models read the history. The query encoder keeps the name ``user_encoder`` so that
 ``strategy.freeze=[user_encoder]`` means the same for both. Models with content item towers
-(``model.item_tower=text``, ...) also hold ``content_adaptor`` (and ``content_mix`` for a gated id+text
+(``model.content.item_tower=text``, ...) also hold ``content_adaptor`` (and ``content_mix`` for a gated id+text
 tower): one module shared by every domain's tower.
 """
 
@@ -36,7 +36,9 @@ class Recommender(nn.Module):
     needs_history: int = 0  # history length the model reads (0: the user id only)
     # What the model reads of the data beyond user ids, declared here and nowhere else: "history" (queries
     # carry histories: the data module builds them), "graph" (its factory reads the training graphs of
-    # ``ModelContext``), "paired" (training batches of shared users' rows in each domain).
+    # ``ModelContext``), "paired" (training batches of shared users' rows in each domain), "sources" (it is
+    # built over the target and the sources together and trains on every domain: a strategy that trains the
+    # target alone refuses it).
     reads: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, user_encoder: nn.Module, item_encoders: Mapping[str, nn.Module], head: nn.Module,

@@ -150,17 +150,15 @@ def _check_scope(history_scope: str) -> None:
 def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, max_history: int = 50,
            num_layers: int = 2, num_heads: int = 2, dropout: float = 0.5, inner_size: int = 256,
            history_scope: str = "target", own_view: bool = True, init_std: float = 0.02,
-           history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
-           adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
-           text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
-           image_weights: str | None = None, feature_norm: str = "none") -> SequenceRecommender:
+           history_domains: Sequence[str] | None = None, items: Any = None,
+           content: ContentSpec | Mapping[str, Any] | None = None) -> SequenceRecommender:
     """SASRec over the domains' items (``num_users`` is unused: users are their histories).
 
     Defaults follow RecBole's published SASRec defaults (hidden 64, 2 layers, 2 heads, inner 256,
     dropout 0.5, history 50). ``history_scope='all'`` adds a domain embedding for interleaved histories
     and, with ``own_view`` (default), a second encoder over the predicted domain's own items
-    (``DualViewEncoder``); ``own_view=False`` reads the interleaved history alone. ``item_tower`` and the
-    keys after it (``ContentSpec``) make the token table from item content (``ContentTokenTable``).
+    (``DualViewEncoder``); ``own_view=False`` reads the interleaved history alone. ``content`` (``ContentSpec``,
+    the ``model.content`` node) makes the token table from item content (``ContentTokenTable``).
     """
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
@@ -170,21 +168,17 @@ def sasrec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64
                              num_layers=num_layers, num_heads=num_heads, dropout=dropout, inner=inner_size,
                              num_domains=len(domains) if history_scope == "all" else 1, init_std=init_std)
 
-    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights, feature_norm)
     return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
-                        spec, items, embedding_dim)
+                        ContentSpec.of(content), items, embedding_dim)
 
 
 def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64, hidden_size: int = 128,
             num_layers: int = 1, dropout: float = 0.3, cell: str = "gru", max_history: int = 50,
             history_scope: str = "target", own_view: bool = True,
-            history_domains: Sequence[str] | None = None, items: Any = None, item_tower: str = "id",
-            adaptor: str = "linear", adaptor_experts: int = 8, text_encoder: str | None = None,
-            text_template: str = "{text}", id_text_mix: str = "sum", image_backbone: str = "efficientnet_lite0",
-            image_weights: str | None = None, feature_norm: str = "none") -> SequenceRecommender:
+            history_domains: Sequence[str] | None = None, items: Any = None,
+            content: ContentSpec | Mapping[str, Any] | None = None) -> SequenceRecommender:
     """GRU4Rec (RecBole's defaults: embedding 64, hidden 128, 1 layer, dropout 0.3); ``cell: gru | lstm``.
-    ``history_scope``, ``own_view`` and the content keys as for ``sasrec``."""
+    ``history_scope``, ``own_view`` and ``content`` as for ``sasrec``."""
     _check_scope(history_scope)
     domains = _domains(num_items, history_domains)
 
@@ -193,10 +187,8 @@ def gru4rec(num_users: int, num_items: Mapping[str, int], embedding_dim: int = 6
                               num_layers=num_layers, dropout=dropout, cell=cell,
                               num_domains=len(domains) if history_scope == "all" else 1)
 
-    spec = ContentSpec(item_tower, adaptor, adaptor_experts, text_encoder, text_template, id_text_mix,
-                       image_backbone, image_weights, feature_norm)
     return _recommender(_views(encoder, history_scope, own_view), domains, num_items, max_history, history_scope,
-                        spec, items, embedding_dim)
+                        ContentSpec.of(content), items, embedding_dim)
 
 
 def _views(encoder: Callable[[], nn.Module], history_scope: str, own_view: bool) -> nn.Module:

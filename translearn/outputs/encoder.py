@@ -1,8 +1,8 @@
 """``translearn-features --encoder``: a pretrained encoder's item vectors, with no trained run.
 
 The items of every domain of ``cfg.data`` go through the content encoder a model would freeze
-(``model.text_encoder`` / ``model.text_template`` for text, ``model.image_backbone`` / ``model.image_weights``
-for images; the same feature cache, so a later run or export reads them back), and are written in the
+(``model.content.text_encoder`` / ``text_template`` for text, ``model.content.image_backbone`` /
+``image_weights`` for images; the same feature cache, so a later run or export reads them back), and are written in the
 layout of ``export_features``: ``items_<domain>.npy`` (float32 [num_items, F]), ``items_<domain>.parquet``
 (raw ids) and ``features.json``. The composed config is saved as ``<out>/.hydra/config.yaml``, so
 ``translearn-probe <out>`` rebuilds the same data to read item attributes from.
@@ -32,6 +32,7 @@ def encoder_features(cfg: DictConfig, kind: str = "text", domains: list[str] | N
     from translearn.build import build_run_data
     from translearn.content import text as text_encoders
     from translearn.content.catalog import ItemCatalog
+    from translearn.models.content import ContentSpec
 
     if kind not in KINDS:
         raise OutputError(f"--encoder: expected one of {', '.join(KINDS)}, got {kind!r}")
@@ -42,17 +43,17 @@ def encoder_features(cfg: DictConfig, kind: str = "text", domains: list[str] | N
     if unknown:
         raise OutputError(f"--domain: unknown domain(s) {', '.join(map(repr, unknown))}; the data has "
                           f"{', '.join(prepared.domains)}")
-    model = cfg.model
+    spec = ContentSpec.of(cfg.model.get("content"))
     if kind == "text":
-        name = text_encoders.resolve_encoder(model.get("text_encoder"))
-        template = str(model.get("text_template", "{text}"))
+        name = text_encoders.resolve_encoder(spec.text_encoder)
+        template = spec.text_template
         about = {"kind": "text", "encoder": name, "identity": text_encoders.encoder_identity(name),
                  "template": template}
 
         def encode(domain: str) -> np.ndarray:
             return catalog.text_features(domain, name, template).numpy()
     else:
-        backbone, weights = str(model.get("image_backbone", "efficientnet_lite0")), model.get("image_weights")
+        backbone, weights = spec.image_backbone, spec.image_weights
         about = {"kind": "image", "encoder": backbone, "weights": None if weights is None else str(weights)}
 
         def encode(domain: str) -> np.ndarray:

@@ -110,6 +110,9 @@ class TransferStrategy(pl.LightningModule):
             what = "the training graph" if "graph" in reads else "paired batches"
             return (f"{cls.__name__} starts from a source-stage model, and the source stage does not build "
                     f"models that read {what} ({type(model).__name__}); use strategy=target_only or strategy=joint")
+        if "sources" in reads and not cls.uses_sources:
+            return (f"{cls.__name__} trains on the target domain alone, and {type(model).__name__} propagates over "
+                    "the target's and the source's graphs together and trains on both; use strategy=joint")
         if "paired" in reads and not cls.uses_sources:
             return (f"{cls.__name__} trains on one domain, and {type(model).__name__} trains on paired batches of "
                     "shared users across domains; use strategy=joint")

@@ -7,7 +7,7 @@ no users (e.g. ``data.split=disjoint_users``, or two platforms):
 - ``content``: a user representation learned in one domain is read in the other (joint's shared user
   vectors, the fine-tuned start, a distillation teacher or fusion scorer that scores target users),
   so with no shared users the model needs another bridge: an **item-content tower**
-  (``model.item_tower`` in ``text``, ``id_text``, ``image``: target items are placed by what the source
+  (``model.content.item_tower`` in ``text``, ``id_text``, ``image``: target items are placed by what the source
   taught the content adaptor) or a **sequence model** (sasrec, gru4rec: a user is her history, so a
   query needs no user id, and the sequence encoder's layers carry across; with id item towers the
   target's item vectors are still learned from the target alone);
@@ -25,7 +25,7 @@ from torch import nn
 from translearn.data.facts import DataFacts
 from translearn.errors import ConfigError
 
-CONTENT_TOWERS = ("text", "id_text", "image")  # the values of model.item_tower that read item content
+CONTENT_TOWERS = ("text", "id_text", "image")  # the values of model.content.item_tower that read item content
 MODEL_CONTENT = "content"  # what ``model_item_tower`` calls a non-id tower that names no kind
 BRIDGES = ("none", "content", "users")
 
@@ -62,11 +62,12 @@ def check_bridge(strategy: str, needs: str, facts: DataFacts, item_tower: str = 
     if needs == "users" and len(lonely) == len(facts.sources):
         raise ConfigError(f"{strategy} works on users with source data, but the target {facts.target!r} shares no "
                           f"users with {', '.join(map(repr, lonely))} (training rows); no model can stand in for "
-                          "them: use joint or finetune with model.item_tower=text|id_text|image or a sequence "
+                          "them: use joint or finetune with model.content.item_tower=text|id_text|image or a sequence "
                           "model, or target_only", config_key="strategy")
     if needs == "content" and lonely and content_bridge(item_tower, sequence) is None:
         raise ConfigError(f"{strategy} reads user vectors across domains, but the source {lonely[0]!r} and the "
                           f"target {facts.target!r} have no users in common (training rows) and the model has no "
-                          f"content bridge (model.item_tower={item_tower!r}, not a sequence model); use "
-                          "model.item_tower=text|id_text|image, a sequence model (sasrec, gru4rec), or target_only",
+                          f"content bridge (model.content.item_tower={item_tower!r}, not a sequence model); use "
+                          "model.content.item_tower=text|id_text|image, a sequence model (sasrec, gru4rec), or "
+                          "target_only",
                           config_key="strategy")

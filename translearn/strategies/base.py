@@ -26,7 +26,7 @@ from translearn.evaluation.loaders import EvalLoader, trainer_loaders
 from translearn.evaluation.scoring import source_tower_missing
 from translearn.losses import BPRLoss
 from translearn.models.encoders import IdEmbedding
-from translearn.models.recommender import Query, Recommender
+from translearn.models.recommender import ItemScorer, Query, Recommender
 from translearn.strategies.bridge import check_bridge, model_item_tower
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -132,6 +132,14 @@ class TransferStrategy(pl.LightningModule):
     def score_candidates(self, query: Query, items: Tensor) -> Tensor:
         """Query of B rows, [B, C] items -> [B, C] scores used for sampled evaluation."""
         return self.model.score(self.target_domain, query, items)
+
+    def item_scorer(self, query: Query) -> ItemScorer | None:
+        """``score(items, out=None)`` -> [B, K], the ``score_all`` scores of a subset of the target's items
+        (full ranking over item chunks); None when this strategy scores only whole rows (a subclass that
+        overrides ``score_all`` and not this: its rows are ranked whole, unbounded by evaluation.max_scores)."""
+        if type(self).score_all is not TransferStrategy.score_all:
+            return None
+        return self.model.item_scorer(self.target_domain, query)
 
     def param_groups(self) -> list[dict]:
         """Optimiser parameter groups; a group with ``lr_scale`` gets that multiple of the configured lr."""

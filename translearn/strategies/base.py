@@ -151,6 +151,16 @@ class TransferStrategy(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
+        # Before DDP wraps the model (Lightning builds the optimiser after): DDP reads each embedding's
+        # ``sparse`` once, when it is built, to reduce sparse gradients as sparse tensors.
+        if getattr(getattr(self.optimizer_factory, "func", self.optimizer_factory), "sparse_gradients", False):
+            self._sparse_id_gradients()
+
+    def _sparse_id_gradients(self) -> None:
+        """Switch the id embeddings to sparse gradients (an optimiser that updates only the rows used)."""
+        for module in self.modules():
+            if isinstance(module, IdEmbedding):
+                module.sparse = True
 
     def _no_ratings(self, domain: str) -> ConfigError:
         return ConfigError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
@@ -255,9 +265,7 @@ class TransferStrategy(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
         if getattr(optimizer, "sparse_gradients", False):  # e.g. LazyAdam: id tables update only the rows used
-            for module in self.modules():
-                if isinstance(module, IdEmbedding):
-                    module.sparse = True
+            self._sparse_id_gradients()
         for group in optimizer.param_groups:  # a group may ask for a multiple of the configured lr
             group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:

@@ -50,6 +50,23 @@ def overrides(users: int, items: int, candidates: int, batch: int, eval_batch: i
             "evaluation.metrics=[hr,ndcg,mrr]", "evaluation.ks=[10]"]
 
 
+def status_mib(field: str) -> float:
+    """A field of /proc/self/status in MiB (``VmRSS``: resident now; ``VmHWM``: peak since the last reset)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux: ``5`` into /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def measure(args: argparse.Namespace) -> dict:
     """One size, in this process."""
     import pytorch_lightning as pl
@@ -87,9 +104,12 @@ def measure(args: argparse.Namespace) -> dict:
             batches = max(1, -(-args.eval_pairs // (eval_batch * args.items)))
             trainer.limit_test_batches = batches
             test_users = min(test_users, batches * eval_batch)
+    rss_before_eval = status_mib("VmRSS")
+    reset = reset_peak_rss()  # the test pass's own peak, not data generation's (freed pages are reused)
     start = time.perf_counter()
     metrics = trainer.test(strategy, datamodule=datamodule, verbose=False)[0]
     eval_s = time.perf_counter() - start
+    eval_peak = status_mib("VmHWM") if reset else None
     target = prepared.target
     interactions = sum(len(prepared.train(d)) for d in prepared.domains)
     return {
@@ -103,6 +123,8 @@ def measure(args: argparse.Namespace) -> dict:
                        and eval_batch * args.items > strategy.evaluator.max_scores else None),
         "peak_rss_after_data_mib": round(rss_data), "peak_rss_after_training_mib": round(rss_train),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "rss_before_test_mib": round(rss_before_eval),
+        "peak_rss_in_test_mib": None if eval_peak is None else round(eval_peak),
         "optimizer": args.optimizer, "torch_threads": args.threads, "device": args.device,
         **({"peak_cuda_mib": round(torch.cuda.max_memory_allocated() / 2**20)} if args.device == "cuda" else {}),
         "test_ndcg@10": round(metrics["test/target/ndcg@10"], 4),
@@ -115,7 +137,7 @@ def table(rows: list[dict], by_items: bool = False) -> str:
     if by_items:
         cols = ["items_per_domain", "interactions", "data_s", "epoch_s", "epoch_us_per_row", "test_users",
                 "eval_batch_users", "item_chunk", "eval_s", "eval_us_per_user_item", "peak_rss_after_data_mib",
-                "peak_rss_after_training_mib", "peak_rss_mib"]
+                "peak_rss_after_training_mib", "peak_rss_mib", "rss_before_test_mib", "peak_rss_in_test_mib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols) + " |"
               for r in rows]

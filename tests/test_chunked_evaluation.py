@@ -64,6 +64,21 @@ def test_item_chunks_give_every_metric_of_the_whole_matrix(repeats):
     assert _evaluate(strategy, USERS * ITEMS) == whole  # at the bound: the whole matrix (fast path)
 
 
+def test_float_scores_tie_across_chunks_as_in_the_whole_matrix():
+    """Random 8-d vectors, each shared by several items: their scores tie only if every chunk computes them
+    bit for bit as the whole matrix does, the held-out items' own scores included."""
+    g = torch.Generator().manual_seed(5)
+    model = matrix_factorization(USERS, {"t": ITEMS}, embedding_dim=8)
+    with torch.no_grad():
+        model.user_encoder.weight.copy_(torch.randn(USERS, 8, generator=g))
+        model.item_encoders["t"].weight.copy_(torch.randn(5, 8, generator=g)[torch.arange(ITEMS) % 5])
+    strategy = TargetOnly(model, "t", ks=(3, 10), metrics=METRICS)
+    whole = _evaluate(strategy, None)
+    assert 0.0 < whole["auc"] < 1.0
+    for bound in (USERS, 4 * USERS, 7 * USERS):
+        assert _evaluate(strategy, bound) == whole, bound
+
+
 def test_the_two_repeats_rules_still_differ_under_chunks():
     mask = _evaluate(TargetOnly(_model(), "t", ks=(10,), metrics=METRICS, repeats="mask"), 4)
     keep = _evaluate(TargetOnly(_model(), "t", ks=(10,), metrics=METRICS, repeats="keep"), 4)

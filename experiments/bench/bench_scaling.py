@@ -87,6 +87,9 @@ def measure(args: argparse.Namespace) -> dict:
     pl.seed_everything(0, verbose=False)
     strategy = build_strategy(cfg, prepared, build_model(cfg, prepared))
     datamodule = build_datamodule(cfg, prepared, strategy)
+    # the target's catalogue as ranked: items without interactions are dropped (compact), so with few users it
+    # is smaller than --items
+    n_items = strategy.model.item_encoder(prepared.target).num
     timer = EpochTimer()
     trainer = pl.Trainer(accelerator="gpu" if args.device == "cuda" else "cpu", devices=1, max_epochs=args.epochs,
                          limit_val_batches=0, logger=False,
@@ -98,10 +101,10 @@ def measure(args: argparse.Namespace) -> dict:
     eval_batch = args.eval_batch
     if args.item_sizes:  # a bounded score matrix, and a bounded number of pairs measured
         if args.max_scores is None:  # bounded here by fewer users per batch; else by the evaluator's item chunks
-            eval_batch = max(1, min(args.eval_batch, args.eval_elems // args.items))
+            eval_batch = max(1, min(args.eval_batch, args.eval_elems // n_items))
         datamodule.eval_batch_size = eval_batch
         if args.eval_pairs:
-            batches = max(1, -(-args.eval_pairs // (eval_batch * args.items)))
+            batches = max(1, -(-args.eval_pairs // (eval_batch * n_items)))
             trainer.limit_test_batches = batches
             test_users = min(test_users, batches * eval_batch)
     rss_before_eval = status_mib("VmRSS")
@@ -116,11 +119,12 @@ def measure(args: argparse.Namespace) -> dict:
         "users": args.one, "items_per_domain": args.items, "interactions": interactions,
         "target_train_rows": len(prepared.train(target)), "test_users": test_users,
         "data_s": round(data_s, 2), "epoch_s": round(statistics.median(timer.times), 2),
-        "eval_s": round(eval_s, 2), "eval_us_per_user_item": round(eval_s / (test_users * args.items) * 1e6, 5),
+        "eval_s": round(eval_s, 2), "target_items": n_items,
+        "eval_us_per_user_item": round(eval_s / (test_users * n_items) * 1e6, 5),
         "epoch_us_per_row": round(statistics.median(timer.times) / len(prepared.train(target)) * 1e6, 3),
         "eval_batch_users": eval_batch, "max_scores": strategy.evaluator.max_scores,
         "item_chunk": (max(1, strategy.evaluator.max_scores // eval_batch) if strategy.evaluator.max_scores
-                       and eval_batch * args.items > strategy.evaluator.max_scores else None),
+                       and eval_batch * n_items > strategy.evaluator.max_scores else None),
         "peak_rss_after_data_mib": round(rss_data), "peak_rss_after_training_mib": round(rss_train),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "rss_before_test_mib": round(rss_before_eval),
@@ -135,7 +139,8 @@ def table(rows: list[dict], by_items: bool = False) -> str:
     cols = ["users", "interactions", "test_users", "data_s", "epoch_s", "epoch_us_per_row", "eval_s",
             "eval_us_per_user_item", "peak_rss_after_data_mib", "peak_rss_mib"]
     if by_items:
-        cols = ["items_per_domain", "interactions", "data_s", "epoch_s", "epoch_us_per_row", "test_users",
+        cols = ["items_per_domain", "target_items", "interactions", "data_s", "epoch_s", "epoch_us_per_row",
+                "test_users",
                 "eval_batch_users", "item_chunk", "eval_s", "eval_us_per_user_item", "peak_rss_after_data_mib",
                 "peak_rss_after_training_mib", "peak_rss_mib", "rss_before_test_mib", "peak_rss_in_test_mib"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]

@@ -9,9 +9,10 @@ the whole matrix (``translearn.metrics.item_chunks``):
 - a held-out item that is also known gets its own score back (``repeats="keep"``) or the lowest finite score
   (``"mask"``), and stays a candidate.
 
-The held-out items' scores are scored by the same ``item_scorer`` as the chunks (the same head, the same
-matrix product over a subset of the item table) and written back into each chunk, so a target is compared
-with itself and with tied items exactly as in the whole matrix.
+The held-out items' scores are read from the same item chunks as the ranking pass scores (a first pass over
+the chunks that hold one; same boundaries, same shapes of the matrix product) and written back into each
+chunk under the ``repeats`` rule, so a target is compared with itself and with the items that score alike
+as in the whole matrix. That first pass costs one more scoring (not ranking) of those chunks.
 """
 
 from __future__ import annotations
@@ -33,17 +34,20 @@ def _in_range(sorted_cols: Tensor, i0: int, i1: int) -> slice:
     return slice(int(bounds[0]), int(bounds[1]))
 
 
-def _target_scores(score: ItemScorer, safe: Tensor, chunk: int) -> Tensor:
-    """[B, T] scores of the items ``safe`` [B, T] for their own rows, scored ``chunk`` distinct items at a time."""
-    items, inverse = torch.unique(safe, return_inverse=True)
-    out = torch.empty(safe.shape, device=safe.device)
-    for j0 in range(0, len(items), chunk):
-        j1 = min(len(items), j0 + chunk)
-        scores = score(items[j0:j1])  # [B, j1 - j0]
-        inside = (inverse >= j0) & (inverse < j1)
-        picked = scores.gather(1, (inverse - j0).clamp(0, j1 - j0 - 1))
+def _target_scores(score: ItemScorer, safe: Tensor, valid: Tensor, n_items: int, chunk: int,
+                   buffer: Callable[[int], Tensor]) -> Tensor:
+    """[B, T] scores of the items ``safe`` [B, T] for their own rows, read from the same item chunks (same
+    boundaries, same shapes) as the ranking pass scores, so a held-out item ties exactly with the items that
+    score alike (a first pass over the chunks that hold a held-out item)."""
+    out = torch.zeros(safe.shape, device=safe.device)
+    for i0 in torch.unique(safe[valid] // chunk).tolist():
+        i0 *= chunk
+        i1 = min(n_items, i0 + chunk)
+        inside = (safe >= i0) & (safe < i1)
+        scores = score(slice(i0, i1), out=buffer(len(safe) * (i1 - i0)))  # [B, i1 - i0]
+        picked = scores.gather(1, (safe - i0).clamp(0, i1 - i0 - 1))
         out = torch.where(inside, picked.to(out.dtype), out)
-    return out
+    return torch.where(valid, out, out[:, :1])  # pads: the row's first target, as ``safe`` points there
 
 
 def rank_by_item_chunks(score: ItemScorer, batch: dict[str, Tensor], n_items: int, max_scores: int, repeats: str,
@@ -56,7 +60,7 @@ def rank_by_item_chunks(score: ItemScorer, batch: dict[str, Tensor], n_items: in
     device = targets.device
     valid = targets >= 0
     safe = torch.where(valid, targets, targets[:, :1])  # pads point at the row's first target
-    raw = _target_scores(score, safe, chunk)
+    raw = _target_scores(score, safe, valid, n_items, chunk, buffer)
     ex_rows, ex_cols = batch["exclude_rows"].to(device), batch["exclude_cols"].to(device)
     kept = raw
     if repeats == "mask" and len(ex_cols):

@@ -7,10 +7,10 @@ items. ``rank_targets_by_item_chunks`` accumulates those sums over item chunks t
 a time, so memory is ``rows x item_chunk`` whatever the catalogue, and the result equals ``rank_targets`` on
 the whole matrix exactly (the same tie and non-finite rules; tested against it).
 
-Where it belongs: the evaluator's full-ranking path, when ``rows x items`` exceeds a budget, with
-``score_chunk(i0, i1)`` = the model's scores of items ``i0:i1`` for the batch's queries, known items set to
-``-inf`` within the chunk and the held-out targets' own scores (after the ``repeats`` rule) passed in as
-``target_scores``.
+Used by the evaluator's full-ranking path (``translearn.evaluation.chunked``) when ``rows x items`` exceeds
+``evaluation.max_scores``: ``score_chunk(i0, i1)`` gives the model's scores of items ``i0:i1`` for the batch's
+queries, known items set to ``-inf`` within the chunk and the held-out targets' own scores (after the
+``repeats`` rule) passed in as ``target_scores`` and written back into their chunk.
 """
 
 from __future__ import annotations

@@ -156,6 +156,9 @@ def test_two_torchrun_nodes_share_one_folder_match_evaluation_and_stop_together_
     assert len(runs) == 1, runs  # one run folder for the job, not one per rank
     run = runs[0]
     assert (run / "metrics.json").is_file() and (run / "train.log").is_file() and (run / "train_rank1.log").is_file()
+    # the data was prepared once for the job: one rank built the cache entry under the lock, the other read it
+    logs = (run / "train.log").read_text() + (run / "train_rank1.log").read_text()
+    assert logs.count("prepared data cached in") == 1 and logs.count("prepared data read from cache") == 1, logs
     saved = json.loads((run / "metrics.json").read_text())
     # the same checkpoint evaluated by one process: each held-out row was ranked once across the two nodes
     single = subprocess.run([str(BIN / "translearn-eval"), str(run), "--out", str(tmp_path / "e.json")],
@@ -174,6 +177,20 @@ def test_two_torchrun_nodes_share_one_folder_match_evaluation_and_stop_together_
     assert len(runs) == 1 and not (runs[0] / "metrics.json").exists()
     error = json.loads((runs[0] / "error.json").read_text())
     assert error["error"] == "DivergedError" and "rank 1" in error["message"]
+
+
+def test_two_torchrun_nodes_stop_together_on_a_user_error_of_one_rank(tmp_path):
+    """A user error on one node before training (here a bad override given to node 1 only; on a cluster, e.g. a
+    data path missing on one node): every rank prints one line and exits 2; none waits for the others forever."""
+    done = _two_nodes(tmp_path, ([], ["data.num_negatives=-1"]))
+    for d in done:
+        assert d.returncode != 0 and "exitcode  : 2" in d.stdout, d.stdout[-3000:]
+        errors = [line for line in d.stdout.splitlines() if line.startswith("translearn-train: error:")]
+        assert len(errors) == 1 and "config key 'data.num_negatives' must be a whole number >= 0" in errors[0], errors
+    assert sum("failed before training" in d.stdout for d in done) == 1  # the rank that was ready names the other
+    runs = list((tmp_path / "logs" / "runs").iterdir())
+    assert len(runs) == 1 and not (runs[0] / "metrics.json").exists()
+    assert "config key 'data.num_negatives'" in json.loads((runs[0] / "error.json").read_text())["message"]
 
 
 def test_slurm_tasks_share_one_folder_named_after_the_job(tmp_path):

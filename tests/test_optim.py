@@ -60,3 +60,44 @@ def test_a_run_with_lazy_adam_learns_like_adam(tmp_path) -> None:
     pop = train(compose([*common, "strategy=popularity"], output_dir=tmp_path / "pop"))
     key = "val/target/ndcg@10"
     assert lazy[key] > 0.8 * dense[key] and lazy[key] > pop[key], (lazy[key], dense[key], pop[key])
+
+
+def test_ddp_reduces_the_sparse_gradients_of_id_tables(tmp_path) -> None:
+    """DDP decides when it wraps the model which gradients are sparse (``nn.Embedding`` with ``sparse``); the
+    strategy switches its id tables before that (``setup``), so a step under DDP (gloo, one process here) keeps
+    the sparse gradient and LazyAdam updates only the rows looked up."""
+    import functools
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    from translearn.models import matrix_factorization
+    from translearn.strategies import TargetOnly
+
+    strategy = TargetOnly(matrix_factorization(5, {"t": 7}, embedding_dim=3), "t",
+                          optimizer=functools.partial(LazyAdam, lr=0.1))
+    strategy.setup("fit")  # what Lightning calls before its DDP strategy wraps the model
+    tables = [m for m in strategy.modules() if isinstance(m, IdEmbedding)]
+    assert len(tables) == 2 and all(isinstance(t, torch.nn.Embedding) and t.sparse for t in tables)
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        class Scores(torch.nn.Module):  # DDP runs its reducer for calls through its own forward
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = strategy.model
+
+            def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+                return self.model.score("t", users, items)
+
+        wrapped = DistributedDataParallel(Scores())
+        optimizer = LazyAdam(strategy.model.parameters(), lr=0.1)
+        before = strategy.model.item_encoders["t"].weight.detach().clone()
+        users, items = torch.tensor([0, 1]), torch.tensor([2, 4])
+        wrapped(users, items).sum().backward()  # raised "Cannot access storage" before
+        grad = strategy.model.item_encoders["t"].weight.grad
+        assert grad is not None and grad.is_sparse
+        optimizer.step()
+        moved = (strategy.model.item_encoders["t"].weight != before).any(1)
+        assert moved.tolist() == [False, False, True, False, True, False, False]
+    finally:
+        dist.destroy_process_group()

@@ -27,6 +27,7 @@ from translearn.data.prepared import PreparedData
 from translearn.data.protocols import SampledNegatives, check_ranking
 from translearn.data.sequence_data import HistorySpec
 from translearn.errors import ConfigError
+from translearn.evaluation.engine import MAX_SCORES
 from translearn.losses import AutoLoss, negatives_to_sample, preferred_loss
 from translearn.models.context import ModelContext
 from translearn.models.factory import call_factory, declared_reads
@@ -245,9 +246,21 @@ def build_strategy(cfg: DictConfig, prepared: PreparedData, model: Recommender,
         **extra,
     )
     try:
-        return make(**built)
+        strategy = make(**built)
     except (TypeError, ValueError, KeyError) as err:
         raise ConfigError(f"config key 'strategy' ({node.get('_target_', '?')}): {err}", config_key="strategy") from err
+    strategy.evaluator.max_scores = score_bound(cfg)
+    return strategy
+
+
+def score_bound(cfg: DictConfig) -> int | None:
+    """``evaluation.max_scores`` (a run saved before the option: the default bound), checked: the tools read it
+    without the training run's value checks."""
+    bound = OmegaConf.select(cfg, "evaluation.max_scores", default=MAX_SCORES)
+    if bound is not None and (not isinstance(bound, int) or isinstance(bound, bool) or bound < 1):
+        raise ConfigError(f"config key 'evaluation.max_scores' must be a whole number >= 1 (or null: no bound), "
+                          f"got {bound!r}", config_key="evaluation.max_scores")
+    return bound
 
 
 def train_batch_size(cfg: DictConfig, model: Recommender) -> int:

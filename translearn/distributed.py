@@ -15,9 +15,12 @@ The run folder name is used by ``conf/hydra/default.yaml`` through the ``transle
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import sys
 from collections.abc import Iterator, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -58,15 +61,22 @@ def _now() -> str:
     return datetime.now().strftime("%Y-%m-%d_%H-%M-%S-%f")
 
 
+def _agent_store(env: Mapping[str, str]) -> Any:
+    """A client of torchrun's agent store (``MASTER_ADDR:MASTER_PORT``), or None without one."""
+    if env.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() != "true" or "MASTER_PORT" not in env:
+        return None
+    from torch.distributed import TCPStore
+
+    return TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
+                    timeout=timedelta(seconds=STORE_TIMEOUT_S))
+
+
 def _shared_through_store(env: Mapping[str, str], proposal: str) -> str:
     """The value every rank of a torchrun job agrees on: the first proposal to reach the launcher's store.
 
     torchrun's agent hosts a TCP store at ``MASTER_ADDR:MASTER_PORT`` that its workers join as clients
     (``TORCHELASTIC_USE_AGENT_STORE``); the process group later uses the same store under its own prefix."""
-    from torch.distributed import TCPStore
-
-    store = TCPStore(env["MASTER_ADDR"], int(env["MASTER_PORT"]), is_master=False,
-                     timeout=timedelta(seconds=STORE_TIMEOUT_S))
+    store = _agent_store(env)
     key = f"translearn/run_stamp/{env['TORCHELASTIC_RUN_ID']}"
     return store.compare_set(key, "", proposal).decode()
 
@@ -123,6 +133,68 @@ def _resolve_stamp(default: str) -> str:
 
 if not OmegaConf.has_resolver("translearn_run_stamp"):
     OmegaConf.register_new_resolver("translearn_run_stamp", _resolve_stamp)
+
+
+# ---- before training: every rank got there, or all stop ------------------------------------------------------
+READY_TIMEOUT_S = float(os.environ.get("TRANSLEARN_READY_TIMEOUT_S", 1800))  # torch's own process-group default
+_agreed: set[str] = set()  # the run folders whose agreement this process took part in
+LEAVE_TIMEOUT_S = 60.0  # how long the ranks of a failed agreement wait for each other to leave
+_failed_job: tuple[Any, str, int, int] | None = None  # (store, key prefix, rank, world) of a failed agreement
+
+
+def agree_before_training(folder: str, failure: BaseException | None, env: Mapping[str, str] | None = None) -> None:
+    """Under torchrun, agree once per job (run ``folder``) that every rank reached training: each rank posts ''
+    (ready) or its error's line to the launcher's store and waits for all the others (posted, then read), so
+    that a user error on one rank (a data path missing on its node, a bad override, a full disk) stops every
+    rank at the same point with one line and exit status 2, instead of leaving the others waiting forever in
+    the process group's start. Raises ``RankFailedError`` naming the failed rank on the ranks that were ready;
+    does nothing for a failure after training started (then the ranks agree through collectives, e.g. the
+    divergence check), outside torchrun, or without the launcher's store."""
+    env = os.environ if env is None else env
+    if folder in _agreed:
+        return
+    _agreed.add(folder)
+    store = _agent_store(env) if launcher(env) == "torchrun" else None
+    if store is None:
+        return
+    from translearn.errors import RankFailedError, one_line
+
+    global _failed_job
+    rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
+    prefix = f"translearn/ready/{env['TORCHELASTIC_RUN_ID']}/{env.get('TORCHELASTIC_RESTART_COUNT', '0')}"
+    line = "" if failure is None else (one_line(failure) or type(failure).__name__)
+    store.set(f"{prefix}/{rank}", line)
+    try:
+        store.wait([f"{prefix}/{r}" for r in range(world)], timedelta(seconds=READY_TIMEOUT_S))
+        posted = {r: store.get(f"{prefix}/{r}").decode() for r in range(world)}
+    except Exception as err:  # a rank that never posted (killed, or still building after the timeout)
+        if failure is not None:
+            return
+        raise RankFailedError(f"not every rank of {world} reached training within {READY_TIMEOUT_S:g} s "
+                              f"(TRANSLEARN_READY_TIMEOUT_S): {err}") from None
+    failed = [(r, text) for r, text in posted.items() if text and r != rank]
+    if failure is not None or failed:
+        _failed_job = (store, prefix, rank, world)
+    if failure is None and failed:
+        r, text = failed[0]
+        raise RankFailedError(f"rank {r} of {world} failed before training: {text}")
+
+
+def leave_failed_job(code: int) -> None:
+    """After an agreement that found a failure (``agree_before_training``), with the error recorded and printed:
+    wait until every rank got here, then leave at once (``os._exit``), all ranks together. One launcher hosts the
+    store, and the others lose it when that one ends: leaving together lets each launcher see its process's
+    exit status (2 for a user error) first. Nothing when no agreement failed."""
+    if _failed_job is None:
+        return
+    store, prefix, rank, world = _failed_job
+    with contextlib.suppress(Exception):
+        store.set(f"{prefix}/leaving/{rank}", "1")
+        store.wait([f"{prefix}/leaving/{r}" for r in range(world)], timedelta(seconds=LEAVE_TIMEOUT_S))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    logging.shutdown()
+    os._exit(code)
 
 
 # ---- after torch.distributed has started --------------------------------------------------------------

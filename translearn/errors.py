@@ -39,6 +39,11 @@ class CheckpointError(UserError, ValueError):
     """A checkpoint file that is not readable or was made for another data set or model."""
 
 
+class RankFailedError(UserError):
+    """Another rank of a multi-process job failed before training (``translearn.distributed.agree_before_training``);
+    the message names the rank and its error."""
+
+
 class DivergedError(UserError, ValueError):
     """Training produced a non-finite loss (the learning rate or a loss weight is too large, or NaN); the
     message names the epoch and the loss term(s)."""

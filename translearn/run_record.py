@@ -33,7 +33,8 @@ TRACEBACK_FILE = "traceback.txt"
 # Settings a resumed run may change: where and how it logs, and training for longer. Everything else
 # (seed, data, model, strategy, optimiser, evaluation, callbacks' selection rules ...) alters results.
 RESUME_MAY_CHANGE = ("trainer.max_epochs", "logger", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
-                     "trainer.enable_model_summary", "callbacks.epoch_log", "optimized_metric")
+                     "trainer.enable_model_summary", "callbacks.epoch_log", "optimized_metric",
+                     "evaluation.max_scores")  # memory of a full-ranking batch, never its ranks
 ALLOW_FLAG = "--allow-other-data"
 
 

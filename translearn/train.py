@@ -34,6 +34,7 @@ from translearn.checkpoint_check import check_state, read_checkpoint
 from translearn.checks import check_config
 from translearn.cli import config as _config  # noqa: F401  (registers the config resolvers)
 from translearn.data.prepared import PreparedData
+from translearn.distributed import agree_before_training
 from translearn.metrics.per_user import save_per_user
 from translearn.provenance import versions
 from translearn.report import format_metrics
@@ -128,6 +129,7 @@ def train(cfg: DictConfig) -> dict:
     check_strategy(cfg, prepared, model)  # before a source stage is trained for nothing
     stage = ensure_stage(cfg, prepared)  # None for strategies without one
     strategy = build_strategy(cfg, prepared, model, source_model=stage.model if stage else None)
+    agree_before_training(str(run_dir.resolve()), None)  # torchrun: every rank got here, or all stop
     trainer, summary = fit_run(cfg, prepared, strategy, resume=cfg.get("resume"))
     if stage is not None:
         summary.update(stage.record)

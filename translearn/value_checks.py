@@ -16,7 +16,8 @@ _MISSING = object()
 # key -> smallest whole number allowed
 WHOLE = {"seed": None, "data.seed": None, "data.batch_size": 1, "data.eval_batch_size": 1,
          "data.sequence_batch_size": 1, "data.num_negatives": 0, "model.embedding_dim": 1, "model.max_history": 1,
-         "model.num_heads": 1, "model.num_layers": 1, "model.inner_size": 1, "data.dataset.num_users": 1}
+         "model.num_heads": 1, "model.num_layers": 1, "model.inner_size": 1, "data.dataset.num_users": 1,
+         "evaluation.max_scores": 1}
 WHOLE_LISTS = {"data.dataset.num_items": 1, "model.hidden_dims": 1}
 # key -> (low, high) of a number in [low, high)
 FRACTIONS = {"model.dropout": (0.0, 1.0)}

@@ -4,11 +4,14 @@ PSS (``/proc/self/smaps_rollup``) counts a page shared by k processes as 1/k in 
 ranks is what the job really holds. The prepared data is built once into a cache first, in a process of its
 own (not measured); then for each N a job of N ranks (``torchrun --standalone --nproc-per-node N``, gloo;
 N=1: one plain process) reads it from the cache (mapped), builds the model, strategy and data module, and
-trains a few steps of target-only MF under DDP (``optimizer=adam``: lazy_adam's sparse gradients do not go
-through DDP). Each rank reads its PSS when training starts and again after the steps, while all ranks are
-alive (a barrier on each side), and rank 0 prints the sums.
+trains a few steps of target-only MF under DDP (``--optimizer adam``, dense moments of every row, or
+``lazy_adam``, sparse gradients reduced as sparse tensors). Each rank reads its PSS when training starts and
+again after the steps, while all ranks are alive (a barrier on each side), and rank 0 prints the sums: of the
+whole process, and of the prepared data's mappings alone (the cache entry's ``.npy`` files, from
+``/proc/self/smaps``), so the data's share shows apart from the model, optimiser state and interpreter.
 
     .venv/bin/python experiments/bench/bench_memory.py [--users 1000000] [--procs 1 2 4] [--steps 20]
+        [--optimizer adam|lazy_adam] [--cache DIR]   (a given --cache is prepared once, reused by later runs)
 Prints one JSON line per N and a Markdown table (ratios against N=1 measured in the same run).
 """
 
@@ -27,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def overrides(args: argparse.Namespace) -> list[str]:
-    return ["data=synthetic", "optimizer=adam", f"data.dataset.num_users={args.users}",
+    return ["data=synthetic", f"optimizer={args.optimizer}", f"data.dataset.num_users={args.users}",
             f"data.dataset.num_items=[{args.items},{args.items}]", f"data.dataset.candidates={args.candidates}",
             "strategy=target_only", "model=mf", "data.batch_size=4096", "logger=none", "callbacks=none",
             f"paths.cache_dir={args.cache}"]
@@ -39,6 +42,19 @@ def pss_mib() -> float:
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no Pss line in /proc/self/smaps_rollup")
+
+
+def data_pss_mib(cache: Path) -> float:
+    """PSS in MiB of this process's mappings of the prepared arrays: ``.npy`` files under ``cache``."""
+    root, total, counting = str(cache.resolve()), 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split(maxsplit=5)
+        if len(head) >= 5 and "-" in head[0] and ":" in head[3]:  # a mapping's header: address range ... path
+            path = head[5] if len(head) == 6 else ""
+            counting = path.startswith(root) and path.endswith(".npy")
+        elif counting and line.startswith("Pss:"):
+            total += int(line.split()[1])
+    return total / 1024
 
 
 def prepare_once(args: argparse.Namespace) -> dict:
@@ -71,19 +87,19 @@ def worker(args: argparse.Namespace) -> None:
     found: dict[str, float] = {}
 
     class Measure(pl.Callback):
-        def _read(self, trainer: pl.Trainer, name: str) -> None:
+        def _read(self, trainer: pl.Trainer, when: str) -> None:
             trainer.strategy.barrier()
-            value = torch.tensor([pss_mib()], dtype=torch.float64)
+            value = torch.tensor([pss_mib(), data_pss_mib(args.cache)], dtype=torch.float64)
             if world > 1:
                 dist.all_reduce(value)
-            found[name] = float(value)
+            found[f"pss_sum_{when}_mib"], found[f"data_pss_sum_{when}_mib"] = float(value[0]), float(value[1])
             trainer.strategy.barrier()
 
         def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            self._read(trainer, "pss_sum_at_start_mib")  # data, model, optimiser state, loaders
+            self._read(trainer, "at_start")  # data, model, optimiser state, loaders
 
         def on_train_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-            self._read(trainer, "pss_sum_after_steps_mib")
+            self._read(trainer, "after_steps")
 
     trainer = pl.Trainer(accelerator="cpu", devices=world, strategy="ddp" if world > 1 else "auto", max_epochs=1,
                          limit_train_batches=args.steps, limit_val_batches=0, logger=False,
@@ -91,7 +107,8 @@ def worker(args: argparse.Namespace) -> None:
                          use_distributed_sampler=False, callbacks=[Measure()])
     trainer.fit(strategy, datamodule=datamodule)
     if trainer.is_global_zero:
-        print(json.dumps({"procs": world, **{k: round(v) for k, v in found.items()}}), flush=True)
+        print(json.dumps({"procs": world, "optimizer": args.optimizer, **{k: round(v) for k, v in found.items()}}),
+              flush=True)
 
 
 def main() -> None:
@@ -101,6 +118,7 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=500)
     parser.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--steps", type=int, default=20, help="training steps per rank before the second reading")
+    parser.add_argument("--optimizer", default="adam", choices=["adam", "lazy_adam"])
     parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: a temp folder)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--prepare", action="store_true", help=argparse.SUPPRESS)
@@ -115,7 +133,7 @@ def main() -> None:
         return
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     me = [__file__, "--users", str(args.users), "--items", str(args.items), "--candidates", str(args.candidates),
-          "--steps", str(args.steps), "--cache", str(args.cache)]
+          "--steps", str(args.steps), "--cache", str(args.cache), "--optimizer", args.optimizer]
     done = subprocess.run([sys.executable, *me, "--prepare"], capture_output=True, text=True, env=env)
     if done.returncode != 0:  # in a process of its own, so that its peak is gone before the measured jobs
         sys.exit(f"preparing the data failed:\n{done.stderr[-3000:]}")
@@ -135,8 +153,14 @@ def main() -> None:
         rows[-1]["ratio_at_start"] = round(rows[-1]["pss_sum_at_start_mib"] / rows[0]["pss_sum_at_start_mib"], 2)
         rows[-1]["ratio_after_steps"] = round(rows[-1]["pss_sum_after_steps_mib"] / rows[0]["pss_sum_after_steps_mib"],
                                               2)
+        rows[-1]["data_ratio_after_steps"] = round(rows[-1]["data_pss_sum_after_steps_mib"]
+                                                   / max(rows[0]["data_pss_sum_after_steps_mib"], 1), 2)
+        for when in ("at_start", "after_steps"):  # everything but the data: interpreter, model, optimiser, batches
+            rows[-1][f"rest_{when}_mib"] = rows[-1][f"pss_sum_{when}_mib"] - rows[-1][f"data_pss_sum_{when}_mib"]
         print(json.dumps(rows[-1]), flush=True)
-    cols = ["procs", "pss_sum_at_start_mib", "ratio_at_start", "pss_sum_after_steps_mib", "ratio_after_steps"]
+    cols = ["procs", "pss_sum_at_start_mib", "ratio_at_start", "pss_sum_after_steps_mib", "ratio_after_steps",
+            "data_pss_sum_at_start_mib", "data_pss_sum_after_steps_mib", "data_ratio_after_steps",
+            "rest_at_start_mib", "rest_after_steps_mib"]
     print("\n| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
     for r in rows:
         print("| " + " | ".join(str(r[c]) for c in cols) + " |")

@@ -15,6 +15,7 @@ and prints its summary, and the exit status is 1.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -56,6 +57,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 
         summary = train(cfg)
     except Exception as err:
+        with contextlib.suppress(Exception):  # torchrun: the other ranks stop too (a failure before training)
+            distributed.agree_before_training(folder, err)
         _record_failure(Path(folder), err)
         if debug_requested():
             raise
@@ -125,6 +128,7 @@ def main() -> None:
             print(f"{PROG}: error: {len(_failed)} of {len(_jobs)} jobs failed (see error.json in each): "
                   f"{', '.join(folder for folder, _ in _failed)}", file=sys.stderr)
         internal = any(message.startswith(INTERNAL_PREFIX) for _, message in _failed)
+        distributed.leave_failed_job(1 if internal else USER_ERROR_EXIT)  # torchrun: all ranks leave together
         sys.exit(1 if internal else USER_ERROR_EXIT)  # a bug in any job: 1, as an uncaught exception
 
 

@@ -19,14 +19,18 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import Metric
 
+from translearn.evaluation.chunked import rank_by_item_chunks
 from translearn.evaluation.loaders import TARGET, TARGET_SAMPLED, EvalLoader, eval_loaders
-from translearn.evaluation.scoring import candidate_scores, full_scores
+from translearn.evaluation.scoring import candidate_scores, full_scores, item_scorer
 from translearn.metrics import rank_targets, ranking_metrics, rating_metrics
 from translearn.metrics.guards import check_finite_scores
 from translearn.metrics.per_user import gather_rows, per_user_means
+from translearn.metrics.ranking import RankedTargets
+from translearn.models.recommender import ItemScorer
 
 STAGES = ("val", "test")
 REPEATS = ("mask", "keep")
+MAX_SCORES = 1 << 26  # 256 MB of float32 scores per batch (512 rows x 131,072 items) before item chunks
 
 
 class Evaluator(nn.Module):
@@ -38,13 +42,19 @@ class Evaluator(nn.Module):
                     item (see ``rank_into``)
     ratings:        also report MAE / RMSE of the held-out ratings (a loss that trains on ratings)
     sources:        source domains with held-out rows to rank (full ranking over their items)
+    max_scores:     full ranking: the most scores one batch holds at once; a batch of B rows over more than
+                    ``max_scores / B`` items is scored and ranked over item chunks with the same ranks
+                    (``translearn.evaluation.chunked``); None: whole rows always (``evaluation.max_scores``)
     """
 
     def __init__(self, target_domain: str, ks: Sequence[int] = (10, 20),
                  metrics: Sequence[str] = ("hr", "ndcg", "mrr", "recall", "precision"), repeats: str = "mask",
-                 ratings: bool = False, sources: Sequence[str] = ()) -> None:
+                 ratings: bool = False, sources: Sequence[str] = (), max_scores: int | None = MAX_SCORES) -> None:
         if repeats not in REPEATS:
             raise ValueError(f"evaluation.repeats must be one of {', '.join(REPEATS)}, got {repeats!r}")
+        if max_scores is not None and max_scores < 1:
+            raise ValueError(f"evaluation.max_scores must be a whole number >= 1 or null, got {max_scores!r}")
+        self.max_scores = max_scores
         super().__init__()
         self.target_domain = target_domain
         self.ks, self.metric_names = [int(k) for k in ks], list(metrics)
@@ -110,10 +120,29 @@ class Evaluator(nn.Module):
             raise ValueError(f"evaluation loader {loader.name!r} is {loader.protocol} ranking, but its batch "
                              f"{'has' if sampled else 'lacks'} sampled candidates")
         loader = loader or self.known[TARGET]
-        self.rank_into(strategy, self.scores(strategy, batch, loader.domain), batch, self.metrics(stage, loader.name),
-                       loader.domain)
+        metrics = self.metrics(stage, loader.name)
+        scorer = None if sampled else self.chunk_scorer(strategy, batch, loader.domain)
+        if scorer is not None:
+            n_items = strategy.model.item_encoder(loader.domain).num
+            ranked = rank_by_item_chunks(scorer, batch, n_items, self.max_scores, self.repeats, self._needs_ties,
+                                         lambda numel: self.buffer("scores", (numel,), batch["users"].device),
+                                         loader.domain)
+            self.update_metrics(strategy, ranked, batch, metrics, loader.domain)
+        else:
+            self.rank_into(strategy, self.scores(strategy, batch, loader.domain), batch, metrics, loader.domain)
         if stage == "test" and loader.name == TARGET:
             self._test_users.append(batch["users"].detach().cpu())
+
+    def chunk_scorer(self, strategy: Any, batch: dict[str, Tensor], domain: str) -> ItemScorer | None:
+        """The item scorer of a full-ranking ``batch`` whose [B, I] scores exceed ``max_scores`` (it is ranked
+        over item chunks), or None: the whole matrix at once (the fast path; also for a strategy that scores
+        only whole rows, e.g. fusion's per-row standardisation)."""
+        if self.max_scores is None:
+            return None
+        n_items = strategy.model.item_encoder(domain).num
+        if len(batch["users"]) * n_items <= self.max_scores:
+            return None
+        return item_scorer(strategy, domain, batch)
 
     def scores(self, strategy: Any, batch: dict[str, Tensor], domain: str | None = None) -> Tensor:
         """[B, C] sampled-candidate scores, or [B, I] full-ranking scores of ``domain`` (in a reused buffer)."""
@@ -130,10 +159,7 @@ class Evaluator(nn.Module):
         (``domain``: the evaluated domain, default the target; ``strategy`` predicts ratings for MAE / RMSE)."""
         check_finite_scores(scores, domain or strategy.target_domain, batch["users"])  # an error, never ranked
         targets = batch["targets"]
-        if "candidates" in batch:
-            target_items = batch["candidates"][:, :1]
-        else:
-            target_items = targets
+        if "candidates" not in batch:
             # Known items are masked. A held-out item that is also known (a repeat) gets its score back
             # (repeats="keep") or the lowest finite score (repeats="mask"): it stays counted as a
             # candidate (``n_candidates`` includes it) and ranks after every unmasked item.
@@ -147,6 +173,12 @@ class Evaluator(nn.Module):
         ranked = rank_targets(scores, targets, n_candidates=batch.get("n_candidates"),
                               workspace=self.buffer("ranking", (scores.numel(),), scores.device),
                               count_ties=self._needs_ties)
+        self.update_metrics(strategy, ranked, batch, metrics, domain)
+
+    def update_metrics(self, strategy: Any, ranked: RankedTargets, batch: dict[str, Tensor], metrics: nn.ModuleDict,
+                       domain: str | None = None) -> None:
+        """Update ``metrics`` with a batch's ``ranked`` targets (MAE / RMSE: the strategy's predicted ratings)."""
+        target_items = batch["candidates"][:, :1] if "candidates" in batch else batch["targets"]
         for name, metric in metrics.items():
             if name in ("mae", "rmse"):
                 mask = (target_items >= 0) & ~torch.isnan(batch["ratings"])
@@ -191,4 +223,4 @@ class Evaluator(nn.Module):
         return per_user_means(users, values)
 
 
-__all__ = ["REPEATS", "STAGES", "TARGET", "TARGET_SAMPLED", "Evaluator"]
+__all__ = ["MAX_SCORES", "REPEATS", "STAGES", "TARGET", "TARGET_SAMPLED", "Evaluator"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from torch import Tensor
 
-from translearn.models.recommender import Query, Recommender
+from translearn.models.recommender import ItemScorer, Query, Recommender
 
 
 def source_tower_missing(model: Recommender, domain: str) -> str | None:
@@ -28,6 +28,14 @@ def full_scores(strategy: Any, domain: str, query: Query, out: Tensor | None = N
     if domain == strategy.target_domain:
         return strategy.score_all(query, out=out)
     return strategy.model.score_all(domain, query, out=out)
+
+
+def item_scorer(strategy: Any, domain: str, query: Query) -> ItemScorer | None:
+    """``score(items, out=None)`` -> [B, K]: ``full_scores`` of a subset of the items of ``domain`` (a slice or
+    long [K] indices), or None when the strategy scores only whole rows (``TransferStrategy.item_scorer``)."""
+    if domain == strategy.target_domain:
+        return strategy.item_scorer(query)
+    return strategy.model.item_scorer(domain, query)
 
 
 def candidate_scores(strategy: Any, domain: str, query: Query, items: Tensor) -> Tensor:

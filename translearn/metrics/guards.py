@@ -19,10 +19,16 @@ def check_finite_scores(scores: Tensor, domain: str, users: Tensor | None = None
     bad = ~torch.isfinite(scores)
     if not bool(bad.any()):
         return
-    rows = bad.any(dim=1).nonzero()[:, 0]
-    user = f" (e.g. user index {int(users[rows[0]])})" if users is not None and len(users) == len(scores) else ""
-    nan = int(torch.isnan(scores).sum())
-    raise DivergedError(f"{what} of domain {domain!r}: the model gives non-finite scores to {len(rows)} of "
-                        f"{len(scores)} users in a batch{user}: {int(bad.sum()) - nan} infinite and {nan} NaN; "
-                        "the model diverged or was built with extreme weights (e.g. model.init_std); retrain "
-                        "with a lower optimizer.lr or a smaller model.init_std")
+    raise non_finite_error(bad.any(dim=1), int(bad.sum()), int(torch.isnan(scores).sum()), domain, users, what)
+
+
+def non_finite_error(bad_rows: Tensor, n_bad: int, n_nan: int, domain: str, users: Tensor | None = None,
+                     what: str = "evaluation") -> DivergedError:
+    """The error ``check_finite_scores`` raises, from its counts: ``bad_rows`` bool [B] (rows with a non-finite
+    score), ``n_bad`` non-finite scores of which ``n_nan`` NaN (the item-chunked path counts chunk by chunk)."""
+    rows = bad_rows.nonzero()[:, 0]
+    user = f" (e.g. user index {int(users[rows[0]])})" if users is not None and len(users) == len(bad_rows) else ""
+    return DivergedError(f"{what} of domain {domain!r}: the model gives non-finite scores to {len(rows)} of "
+                         f"{len(bad_rows)} users in a batch{user}: {n_bad - n_nan} infinite and {n_nan} NaN; "
+                         "the model diverged or was built with extreme weights (e.g. model.init_std); retrain "
+                         "with a lower optimizer.lr or a smaller model.init_std")

@@ -7,10 +7,10 @@ items. ``rank_targets_by_item_chunks`` accumulates those sums over item chunks t
 a time, so memory is ``rows x item_chunk`` whatever the catalogue, and the result equals ``rank_targets`` on
 the whole matrix exactly (the same tie and non-finite rules; tested against it).
 
-Where it belongs: the evaluator's full-ranking path, when ``rows x items`` exceeds a budget, with
-``score_chunk(i0, i1)`` = the model's scores of items ``i0:i1`` for the batch's queries, known items set to
-``-inf`` within the chunk and the held-out targets' own scores (after the ``repeats`` rule) passed in as
-``target_scores``.
+Used by the evaluator's full-ranking path (``translearn.evaluation.chunked``) when ``rows x items`` exceeds
+``evaluation.max_scores``: ``score_chunk(i0, i1)`` gives the model's scores of items ``i0:i1`` for the batch's
+queries, known items set to ``-inf`` within the chunk and the held-out targets' own scores (after the
+``repeats`` rule) passed in as ``target_scores`` and written back into their chunk.
 """
 
 from __future__ import annotations
@@ -63,12 +63,16 @@ def rank_targets_by_item_chunks(score_chunk: Callable[[int, int], Tensor], targe
         if chunk.shape != (n_rows, i1 - i0):
             raise ValueError(f"score_chunk({i0}, {i1}) returned {tuple(chunk.shape)}, expected {(n_rows, i1 - i0)}")
         chunk = chunk.to(device)
-        n_candidates += (chunk != float("-inf")).sum(1)
+        # an item-major chunk (a transposed [items, rows] matrix, as DotHead writes it) is compared in its own
+        # layout: the reductions then run over contiguous memory
+        items_first = chunk.dim() == 2 and chunk.stride(0) == 1 and chunk.stride(1) != 1
+        view, axis = (chunk.T, 0) if items_first else (chunk, 1)
+        n_candidates += (view != float("-inf")).sum(axis)
         for t in range(n_tgt):
-            col = target_scores[:, t : t + 1]
-            below[:, t] += (chunk < col).sum(1)
+            col = target_scores[:, t].unsqueeze(axis)
+            below[:, t] += (view < col).sum(axis)
             if count_ties:
-                at_or_below[:, t] += (chunk <= col).sum(1)
+                at_or_below[:, t] += (view <= col).sum(axis)
 
     n_negatives = n_candidates - distinct.sum(1)
     neg_ge = n_items - below - tgt_ge

@@ -7,20 +7,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
-class IdEmbedding(nn.Module):
+class IdEmbedding(nn.Embedding):
     """A trainable vector per id: ``forward(ids [...]) -> [..., dim]``; ``all() -> [num, dim]``.
 
     ``sparse = True`` (set by an optimizer that asks for it, e.g. ``LazyAdam``) makes ``forward``'s
-    gradient a sparse tensor over the ids looked up; ``all()`` always gives a dense one.
+    gradient a sparse tensor over the ids looked up; ``all()`` always gives a dense one. An ``nn.Embedding``
+    (same ``weight``), so that DistributedDataParallel, which asks ``isinstance(module, nn.Embedding) and
+    module.sparse`` when it wraps the model, reduces its sparse gradients as sparse tensors.
     """
 
     def __init__(self, num: int, dim: int, init_std: float = 0.01) -> None:
-        super().__init__()
         if num < 1 or dim < 1:
             raise ValueError(f"IdEmbedding needs num >= 1 and dim >= 1, got num={num}, dim={dim}")
+        super().__init__(num, dim, _weight=torch.randn(num, dim) * init_std)
         self.dim = dim
         self.sparse = False
-        self.weight = nn.Parameter(torch.randn(num, dim) * init_std)
 
     @property
     def num(self) -> int:

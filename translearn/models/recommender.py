@@ -11,13 +11,15 @@ tower): one module shared by every domain's tower.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
 
 Query = Tensor | Mapping[str, Tensor]
+# scores of an item subset (a slice or long [K] indices) for a batch's queries: [B, K] (``out``: scratch memory)
+ItemScorer = Callable[..., Tensor]
 
 
 def query_users(query: Query) -> Tensor:
@@ -91,6 +93,13 @@ class Recommender(nn.Module):
 
     def score_all(self, domain: str, query: Query, out: Tensor | None = None) -> Tensor:
         return self.head.score_all(self.query_vectors(domain, query), self.item_vectors(domain), out=out)
+
+    def item_scorer(self, domain: str, query: Query) -> ItemScorer:
+        """``score(items, out=None)`` -> [B, K]: the ``score_all`` scores of the items ``items`` (a slice or
+        long [K] indices) of ``domain`` for the B queries, with the queries encoded once (full ranking over
+        item chunks, ``translearn.evaluation.Evaluator``)."""
+        queries, table = self.query_vectors(domain, query), self.item_vectors(domain)
+        return lambda items, out=None: self.head.score_all(queries, table[items], out=out)
 
     def regularization(self, domain: str, part: Mapping[str, Tensor]) -> Tensor | None:
         """A model's own penalty on a training part of ``domain`` (e.g. LightGCN's L2 on the batch's ego

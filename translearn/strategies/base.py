@@ -26,7 +26,7 @@ from translearn.evaluation.loaders import EvalLoader, trainer_loaders
 from translearn.evaluation.scoring import source_tower_missing
 from translearn.losses import BPRLoss
 from translearn.models.encoders import IdEmbedding
-from translearn.models.recommender import Query, Recommender
+from translearn.models.recommender import ItemScorer, Query, Recommender
 from translearn.strategies.bridge import check_bridge, model_item_tower
 
 OptimizerFactory = Callable[[Iterable[Any]], torch.optim.Optimizer]
@@ -136,6 +136,14 @@ class TransferStrategy(pl.LightningModule):
         """Query of B rows, [B, C] items -> [B, C] scores used for sampled evaluation."""
         return self.model.score(self.target_domain, query, items)
 
+    def item_scorer(self, query: Query) -> ItemScorer | None:
+        """``score(items, out=None)`` -> [B, K], the ``score_all`` scores of a subset of the target's items
+        (full ranking over item chunks); None when this strategy scores only whole rows (a subclass that
+        overrides ``score_all`` and not this: its rows are ranked whole, unbounded by evaluation.max_scores)."""
+        if type(self).score_all is not TransferStrategy.score_all:
+            return None
+        return self.model.item_scorer(self.target_domain, query)
+
     def param_groups(self) -> list[dict]:
         """Optimiser parameter groups; a group with ``lr_scale`` gets that multiple of the configured lr."""
         return [{"params": [p for p in self.parameters() if p.requires_grad]}]
@@ -146,6 +154,16 @@ class TransferStrategy(pl.LightningModule):
         trainer = self._trainer
         if trainer is not None and trainer.world_size > 1 and self.device.type == "cpu":
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, trainer.num_devices)))
+        # Before DDP wraps the model (Lightning builds the optimiser after): DDP reads each embedding's
+        # ``sparse`` once, when it is built, to reduce sparse gradients as sparse tensors.
+        if getattr(getattr(self.optimizer_factory, "func", self.optimizer_factory), "sparse_gradients", False):
+            self._sparse_id_gradients()
+
+    def _sparse_id_gradients(self) -> None:
+        """Switch the id embeddings to sparse gradients (an optimiser that updates only the rows used)."""
+        for module in self.modules():
+            if isinstance(module, IdEmbedding):
+                module.sparse = True
 
     def _no_ratings(self, domain: str) -> ConfigError:
         return ConfigError(f"the loss {type(self.loss_fn).__name__} needs explicit ratings, but domain {domain!r} "
@@ -250,9 +268,7 @@ class TransferStrategy(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.param_groups())
         if getattr(optimizer, "sparse_gradients", False):  # e.g. LazyAdam: id tables update only the rows used
-            for module in self.modules():
-                if isinstance(module, IdEmbedding):
-                    module.sparse = True
+            self._sparse_id_gradients()
         for group in optimizer.param_groups:  # a group may ask for a multiple of the configured lr
             group["lr"] *= group.pop("lr_scale", 1.0)
         if self.scheduler_factory is None:

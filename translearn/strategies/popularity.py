@@ -7,7 +7,7 @@ import torch
 from torch import Tensor
 
 from translearn.data.facts import DataFacts, require_facts
-from translearn.models.recommender import Query, query_users
+from translearn.models.recommender import ItemScorer, Query, query_users
 from translearn.strategies.base import TransferStrategy
 
 
@@ -52,3 +52,15 @@ class Popularity(TransferStrategy):
 
     def score_candidates(self, query: Query, items: Tensor) -> Tensor:
         return self.counts[items]
+
+    def item_scorer(self, query: Query) -> ItemScorer:
+        rows = len(query_users(query))
+
+        def score(items: slice | Tensor, out: Tensor | None = None) -> Tensor:
+            counts = self.counts[items]
+            shape = (rows, len(counts))
+            scores = torch.empty(shape, device=counts.device) if out is None else out.reshape(-1)[
+                : shape[0] * shape[1]].view(shape)
+            return scores.copy_(counts.expand(shape))
+
+        return score

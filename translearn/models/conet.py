@@ -81,10 +81,14 @@ class CoNet(Recommender):
 
     def __init__(self, num_users: int, num_items: Mapping[str, int], embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (64, 32, 16, 8), reg_weight: float = 1e-2) -> None:
+        if len(num_items) == 1:  # a strategy that trains the target alone builds a one-domain model
+            raise ConfigError(f"config key 'strategy': model=conet trains on paired batches of the target and one "
+                              f"source, and this strategy trains {next(iter(num_items))!r} alone; use "
+                              "strategy=joint", config_key="strategy")
         if len(num_items) != 2:
-            raise ConfigError(f"model=conet cross-connects two towers, one per domain; the run has "
-                              f"{len(num_items)} domain(s): {', '.join(num_items)} (set data.source_domains to "
-                              "one source)", config_key="data.source_domains")
+            raise ConfigError(f"config key 'data.source_domains': model=conet cross-connects two towers, one per "
+                              f"domain; the run has {len(num_items)}: {', '.join(num_items)} (keep one source)",
+                              config_key="data.source_domains")
         if not hidden_dims:
             raise ConfigError("model.hidden_dims: CoNet needs at least one hidden layer to cross-connect, got []",
                               config_key="model.hidden_dims")

@@ -78,10 +78,10 @@ class DTCDR(Recommender):
 
     def __init__(self, num_users: int, num_items: Mapping[str, int], shared: Tensor, embedding_dim: int = 64,
                  hidden_dims: Sequence[int] = (32, 16), dropout: float = 0.1, combine: str = "max") -> None:
-        if len(num_items) < 2:
-            raise ConfigError(f"model=dtcdr combines the user embeddings of several domains; the run has one "
-                              f"({', '.join(num_items)}): use a cross-domain data set and strategy=joint",
-                              config_key="model")
+        if len(num_items) < 2:  # a strategy that trains the target alone builds a one-domain model
+            raise ConfigError(f"config key 'strategy': model=dtcdr trains on paired batches of the target and its "
+                              f"sources, and this strategy trains {next(iter(num_items))!r} alone; use "
+                              "strategy=joint", config_key="strategy")
         if not 0 <= dropout < 1:
             raise ConfigError(f"model.dropout must be in [0, 1), got {dropout}", config_key="model.dropout")
         users = CombinedUsers(num_users, list(num_items), embedding_dim, shared, combine)

@@ -147,7 +147,7 @@ def test_strategies_and_losses_refuse_in_one_line(hand_facts):
 
 
 def test_train_cli_runs_conet_with_the_default_strategy(run_cli, run_overrides, tmp_path):
-    done = run_cli("translearn-train", ["model=conet", *run_overrides, "logger=csv",
+    done = run_cli("translearn-train", ["model=conet", *run_overrides, "trainer.max_epochs=1", "logger=csv",
                                         f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Joint on synthetic" in done.stdout and "ndcg@10" in done.stdout

@@ -52,7 +52,8 @@ def test_combined_user_vectors_by_hand(combine, t_vectors, s_vectors):
 
 def test_towers_and_full_ranking_by_hand():
     """combine=max, tower t = relu(2 c_u + v_i + 0.5): user 0 (c = 3): 7.5, 1.5; user 1 (c = -1): relu(-0.5) = 0,
-    relu(-6.5) = 0; user 2 (own 0.5): 2.5, relu(-3.5) = 0. Tower s = relu(c_u - v_i): user 0: 1, user 2: relu(-6) = 0."""
+    relu(-6.5) = 0; user 2 (own 0.5): 2.5, relu(-3.5) = 0. Tower s = relu(c_u - v_i): user 0: 1,
+    user 2: relu(-6) = 0."""
     model = hand_model("max")
     _set_tower(model, "t", [2.0, 1.0], 0.5)
     _set_tower(model, "s", [1.0, -1.0], 0.0)
@@ -124,12 +125,17 @@ def test_a_training_step_pairs_the_users(tmp_path):
     assert shared[seen["target"]].all() and 0 < int(shared.sum()) <= prepared.num_users
 
 
-def test_train_cli_runs_dtcdr_and_refuses_target_only(run_cli, run_overrides, tmp_path):
-    done = run_cli("translearn-train", ["model=dtcdr", *run_overrides, "logger=csv",
+def test_train_cli_runs_dtcdr_with_the_default_strategy(run_cli, run_overrides, tmp_path):
+    done = run_cli("translearn-train", ["model=dtcdr", *run_overrides, "trainer.max_epochs=1", "logger=csv",
                                         f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     ndcg = float(next(line.split()[2] for line in done.stdout.splitlines() if line.startswith("ndcg@10")))
     assert "Joint on synthetic" in done.stdout and np.isfinite(ndcg)
+
+
+def test_train_cli_refuses_target_only_in_one_line(run_cli, run_overrides, tmp_path):
     refused = run_cli("translearn-train", ["model=dtcdr", "strategy=target_only", *run_overrides,
                                            f"hydra.run.dir={tmp_path / 'refused'}"], cwd=tmp_path)
-    assert refused.returncode == 2 and "use strategy=joint" in refused.stderr and "epoch" not in refused.stderr
+    assert refused.returncode == 2 and "epoch" not in refused.stderr
+    errors = [line for line in refused.stderr.splitlines() if "config key 'strategy'" in line]
+    assert len(errors) == 1 and "use strategy=joint" in errors[0]

@@ -134,8 +134,10 @@ class AutoLoss(nn.Module):
 
 def preferred_loss(model: nn.Module) -> nn.Module:
     """The loss a model trains best with by default: ``model.preferred_loss`` (``"ce"``: full softmax, as
-    sequence models use), else BPR (id models)."""
-    return CrossEntropyLoss() if getattr(model, "preferred_loss", "bpr") == "ce" else BPRLoss()
+    sequence models use; ``"bce"``: the log loss over sampled negatives, as CoNet and DTCDR use), else BPR
+    (id models)."""
+    name = getattr(model, "preferred_loss", "bpr")
+    return CrossEntropyLoss() if name == "ce" else BCELoss() if name == "bce" else BPRLoss()
 
 
 def negatives_to_sample(num_negatives: int, model: nn.Module, loss: nn.Module) -> int:

@@ -89,6 +89,11 @@ class TransferStrategy(pl.LightningModule):
             for domain in self.train_domains:
                 if not facts.has_ratings.get(domain, False):
                     raise self._no_ratings(domain)
+        if hasattr(model, "score_paired") and (getattr(self.loss_fn, "needs_all_logits", False)
+                                               or getattr(self.loss_fn, "needs_ratings", False)):
+            raise ConfigError(f"config key 'loss': {type(model).__name__} scores sampled (positive, negative) "
+                              f"pairs of paired batches, not {type(self.loss_fn).__name__}; use loss=bce (its "
+                              "paper's log loss) or loss=bpr", config_key="loss")
         self.repeats = repeats
         self._train_sums: dict[str, Tensor] = {}
         self._train_rows = 0
@@ -187,6 +192,21 @@ class TransferStrategy(pl.LightningModule):
         pos, neg = self.model.score_pos_neg(domain, part, part["items"], part["negatives"])
         penalty = self.model.regularization(domain, part) if hasattr(self.model, "regularization") else None
         return self.loss_fn(pos, neg) if penalty is None else self.loss_fn(pos, neg) + penalty
+
+    def domain_losses(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """{domain: loss} over ``train_domains``. A model that scores a paired batch as a whole
+        (``score_paired``: CoNet's cross-connected towers need row b of every domain at once) is called once
+        for all domains; any other model gets ``domain_loss`` per domain."""
+        score_paired = getattr(self.model, "score_paired", None)
+        if score_paired is None:
+            return {d: self.domain_loss(d, batch[d]) for d in self.train_domains}
+        scores = score_paired({d: batch[d] for d in self.train_domains})
+        out = {}
+        for d in self.train_domains:
+            penalty = self.model.regularization(d, batch[d])
+            loss = self.loss_fn(*scores[d])
+            out[d] = loss if penalty is None else loss + penalty
+        return out
 
     def _sequence_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
         """Next-item loss at every position whose label is an item of ``domain``: full softmax (loss=ce)

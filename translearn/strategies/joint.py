@@ -43,9 +43,10 @@ class Joint(TransferStrategy):
         self.log_vars = nn.Parameter(torch.zeros(2)) if weighting == "uncertainty" else None
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
-        per_source = {d: self.domain_loss(d, batch[d]) for d in self.source_domains}
+        losses = self.domain_losses(batch)
+        per_source = {d: losses[d] for d in self.source_domains}
         loss_s = sum(per_source.values())
-        loss_t = self.domain_loss(self.target_domain, batch[self.target_domain])
+        loss_t = losses[self.target_domain]
         terms = {"loss_s": loss_s, "loss_t": loss_t}
         if self.log_vars is None:
             loss = loss_s + self.lam * loss_t

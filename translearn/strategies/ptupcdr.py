@@ -31,11 +31,12 @@ class _HeadCall(nn.Module):
 
 class PTUPCDR(TransferStrategy):
     """``loss = loss_t + beta * loss_meta``. ``loss_meta`` is the run's loss (BPR, BCE, softmax or MSE) on the
-    batch's target training rows of users who also have source data, scored with the bridged vector
-    ``s_u @ W_u`` against the target model's item vectors, the target side detached (the paper trains
-    the meta network against a fixed target model): the task-oriented loss, not a distance to ``t_u``.
-    ``W_u = meta(source history of u)`` (``translearn.models.meta_bridge.MetaBridge``). Users without
-    target training data (cold start) are scored with ``s_u @ W_u``; the others with their own vector."""
+    batch's target training rows of users who also have source data (at most ``meta_batch_size``), scored
+    with the bridged vector ``s_u @ W_u`` against the target model's item vectors, the target side
+    detached (the paper trains the meta network against a fixed target model): the task-oriented loss,
+    not a distance to ``t_u``. ``W_u = meta(source history of u)`` (``models.meta_bridge.MetaBridge``).
+    Users without target training data (cold start) are scored with ``s_u @ W_u``; the others with
+    their own vector."""
 
     uses_source_model = True
     user_bridge = "users"  # see translearn.strategies.bridge
@@ -45,11 +46,13 @@ class PTUPCDR(TransferStrategy):
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, meta_dim: int = 50, max_history: int = 20,
                  history_min_rating: float | None = None, meta_lr: float | None = 0.01, beta: float = 1.0,
-                 facts: DataFacts | None = None, **kwargs: Any) -> None:
+                 meta_batch_size: int | None = 256, facts: DataFacts | None = None, **kwargs: Any) -> None:
         facts = require_facts(facts, "PTUPCDR", "it reads the users' source histories and which users are cold")
         check_finite(beta=beta, **({} if meta_lr is None else {"meta_lr": meta_lr}))
         if beta < 0 or (meta_lr is not None and meta_lr <= 0):
             raise ValueError(f"strategy.beta must be >= 0 and strategy.meta_lr > 0 (or null), got {beta}, {meta_lr}")
+        if meta_batch_size is not None and meta_batch_size < 1:
+            raise ValueError(f"strategy.meta_batch_size must be >= 1 (or null), got {meta_batch_size}")
         if len(source_domains) != 1:
             raise ValueError(f"ptupcdr reads one source domain's histories; the data has {len(source_domains)} "
                              f"sources ({', '.join(source_domains)})")
@@ -66,7 +69,7 @@ class PTUPCDR(TransferStrategy):
 
         wrap_user_encoder(model, source_model, "ptupcdr", meta_network)
         super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
-        self.beta, self.meta_lr = beta, meta_lr
+        self.beta, self.meta_lr, self.meta_batch_size = beta, meta_lr, meta_batch_size
         has_target, has_source = overlap_users(facts, target_domain, source_domains, "ptupcdr")
         mark_own_vectors(self.model.user_encoder, has_target)
         self.register_buffer("has_source", torch.from_numpy(has_source), persistent=False)
@@ -79,9 +82,12 @@ class PTUPCDR(TransferStrategy):
         return [{"params": rest}, {"params": meta, **({} if self.meta_lr is None else {"lr": self.meta_lr})}]
 
     def meta_loss(self, part: dict[str, Tensor]) -> Tensor:
-        """The run's loss on the rows of ``part`` whose users have source data, each user scored with her
-        bridged vector; the item vectors and head weights are detached, so only the meta network learns."""
+        """The run's loss on the first ``meta_batch_size`` rows of ``part`` (shuffled batches) whose users have
+        source data, each user scored with her bridged vector; the item vectors and head weights are
+        detached, so only the meta network learns."""
         keep = self.has_source[part["users"]]
+        if self.meta_batch_size is not None:
+            keep &= torch.cumsum(keep, dim=0) <= self.meta_batch_size
         users = part["users"][keep]
         if len(users) == 0:
             return torch.zeros((), device=keep.device)

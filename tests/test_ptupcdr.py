@@ -112,6 +112,8 @@ def test_meta_loss_is_the_task_loss_on_target_rows_of_overlapping_users():
     loss_t = (_bpr(3.0, 3.0) + _bpr(1.0, -3.0) + _bpr(2.0, 1.0)) / 3
     assert out["loss_t"].item() == pytest.approx(loss_t, rel=1e-6)
     assert out["loss"].item() == pytest.approx(loss_t + out["loss_meta"].item(), rel=1e-6)
+    strategy.meta_batch_size = 1  # the first row of a user with source data only
+    assert strategy.compute_loss(batch)["loss_meta"].item() == pytest.approx(_bpr(2.0, 0.0), rel=1e-6)
     # Only the meta network learns from loss_meta: the target's vectors are detached in it.
     out["loss_meta"].backward()
     assert target.item_encoders["t"].weight.grad is None or not target.item_encoders["t"].weight.grad.any()

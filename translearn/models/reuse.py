@@ -82,5 +82,9 @@ class MappedUserEncoder(nn.Module):
         return complete(out) if complete is not None else out
 
     def forward(self, users: Tensor) -> Tensor:
-        cold = ~self.has_own[users]
-        return torch.where(cold.unsqueeze(-1), self.mapped(users), self.own(users))
+        """[B] users -> [B, D]; the mapper runs on the cold users of the batch only (none in training)."""
+        own = self.own(users)
+        cold = (~self.has_own[users]).nonzero(as_tuple=True)[0]
+        if len(cold) == 0:
+            return own
+        return own.index_copy(0, cold, self.mapped(users[cold]).to(own.dtype))

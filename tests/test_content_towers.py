@@ -341,6 +341,7 @@ STRATEGIES = [
     ["strategy=fusion", "strategy.stage.max_epochs=1"],
     ["strategy=feature_reuse", "strategy.stage.max_epochs=1"],
     ["strategy=mapping", "strategy.stage.max_epochs=1"],
+    ["strategy=ptupcdr", "strategy.stage.max_epochs=1"],
     ["strategy=finetune", "strategy.stage.max_epochs=1", "model=sasrec", *TINY_SEQ,
      "model.content.adaptor=whitening_moe"],
 ]

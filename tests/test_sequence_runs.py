@@ -114,7 +114,7 @@ def test_sequence_strategies_run_end_to_end(strategy, extra, tmp_path) -> None:
     assert np.isfinite(summary["val/target/auc"])
 
 
-@pytest.mark.parametrize("strategy", ["mapping", "feature_reuse", "distill"])
+@pytest.mark.parametrize("strategy", ["mapping", "ptupcdr", "feature_reuse", "distill"])
 def test_strategies_without_a_static_user_vector_refuse_sequence_models(strategy, tmp_path) -> None:
     cfg = compose([*ORDERED, f"strategy={strategy}"], output_dir=tmp_path)
     prepared = build_data(cfg.data, tmp_path / "cache")

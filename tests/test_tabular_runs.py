@@ -9,7 +9,7 @@ import pytest
 from translearn.cli.config import compose
 from translearn.train import train
 
-STRATEGIES = ["target_only", "joint", "finetune", "distill", "feature_reuse", "fusion", "mapping"]
+STRATEGIES = ["target_only", "joint", "finetune", "distill", "feature_reuse", "fusion", "mapping", "ptupcdr"]
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,13 @@ raises a ``TypeError`` naming the argument). ``build_strategy`` passes ``DataFac
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from translearn.data.prepared import PreparedData
+from translearn.data.schema import Interactions
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,8 @@ class DataFacts:
     shared_users:       {source: int} users with training rows in the source and any row in the target
     target_item_counts: int64 [num_target_items] training interactions per target item
     has_ratings:        {domain: bool} whether the domain's training rows carry explicit ratings
+    train_rows:         ``domain -> Interactions``, the domain's training rows (``PreparedData.train``), for
+                        a strategy that reads users' source histories (ptupcdr); None when not given
     """
 
     target: str
@@ -33,6 +37,7 @@ class DataFacts:
     shared_users: dict[str, int]
     target_item_counts: np.ndarray
     has_ratings: dict[str, bool]
+    train_rows: Callable[[str], Interactions] | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, prepared: PreparedData) -> DataFacts:
@@ -45,6 +50,7 @@ class DataFacts:
             shared_users={s: len(prepared.overlap(s)) for s in prepared.sources},
             target_item_counts=np.bincount(target_rows.items, minlength=prepared.num_items(prepared.target)),
             has_ratings={d: prepared.train(d).ratings is not None for d in prepared.domains},
+            train_rows=prepared.train,
         )
 
     def users_with_training_data(self, domains: list[str]) -> np.ndarray:
@@ -54,6 +60,16 @@ class DataFacts:
                 raise KeyError(f"no facts for domain {d!r}; the data has {', '.join(self.trained_users)}")
         return np.logical_or.reduce([self.trained_users[d] for d in domains]) if domains else \
             np.zeros_like(next(iter(self.trained_users.values())))
+
+
+    def training_rows(self, domain: str) -> Interactions:
+        """The training rows of ``domain`` (never a held-out row); a ValueError when the facts were built
+        without them."""
+        if domain not in self.trained_users:
+            raise KeyError(f"no facts for domain {domain!r}; the data has {', '.join(self.trained_users)}")
+        if self.train_rows is None:
+            raise ValueError("these facts carry no training rows; build them with DataFacts.of(prepared)")
+        return self.train_rows(domain)
 
 
 def require_facts(facts: DataFacts | None, strategy: str, why: str) -> DataFacts:

@@ -61,7 +61,8 @@ class MappedUserEncoder(nn.Module):
     own:      trainable [U, D] target embedding
     source:   [U, F] frozen source-stage user vectors (a buffer)
     has_own:  [U] bool, whether the user has target training data (a buffer, filled in by the strategy)
-    mapper:   nn.Module [.., F] -> [.., D]
+    mapper:   nn.Module [B, F] -> [B, D]; one with ``reads_users = True`` is called as ``mapper(source [B, F],
+              users [B])`` (a per-user bridge, ``translearn.models.meta_bridge.MetaBridge``)
     """
 
     def __init__(self, own: nn.Module, source: Tensor, mapper: nn.Module) -> None:
@@ -75,10 +76,15 @@ class MappedUserEncoder(nn.Module):
         return self.own.num
 
     def mapped(self, users: Tensor) -> Tensor:
-        out = self.mapper(self.source[users])
+        source = self.source[users]
+        out = self.mapper(source, users) if getattr(self.mapper, "reads_users", False) else self.mapper(source)
         complete = getattr(self.own, "complete", None)  # e.g. biased MF: keep the constant slot at 1
         return complete(out) if complete is not None else out
 
     def forward(self, users: Tensor) -> Tensor:
-        cold = ~self.has_own[users]
-        return torch.where(cold.unsqueeze(-1), self.mapped(users), self.own(users))
+        """[B] users -> [B, D]; the mapper runs on the cold users of the batch only (none in training)."""
+        own = self.own(users)
+        cold = (~self.has_own[users]).nonzero(as_tuple=True)[0]
+        if len(cold) == 0:
+            return own
+        return own.index_copy(0, cold, self.mapped(users[cold]).to(own.dtype))

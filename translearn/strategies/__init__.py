@@ -11,8 +11,9 @@ from translearn.strategies.fusion import Fusion
 from translearn.strategies.joint import Joint
 from translearn.strategies.mapping import Mapping
 from translearn.strategies.popularity import Popularity
+from translearn.strategies.ptupcdr import PTUPCDR
 from translearn.strategies.source_only import SourceOnly
 from translearn.strategies.target_only import TargetOnly
 
-__all__ = ["Distillation", "FeatureReuse", "FineTune", "Fusion", "Joint", "Mapping", "Popularity", "SourceOnly",
-           "TargetOnly", "TransferStrategy"]
+__all__ = ["Distillation", "FeatureReuse", "FineTune", "Fusion", "Joint", "Mapping", "PTUPCDR", "Popularity",
+           "SourceOnly", "TargetOnly", "TransferStrategy"]

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from translearn.data.facts import DataFacts, require_facts
 from translearn.errors import check_finite
 from translearn.models.recommender import Recommender
-from translearn.models.reuse import MappedUserEncoder
 from translearn.strategies.base import TransferStrategy
+from translearn.strategies.cold_start import mark_own_vectors, overlap_users, wrap_user_encoder
 
 
 def make_mapper(in_dim: int, out_dim: int, kind: str = "mlp", hidden_dim: int | None = None) -> nn.Module:
@@ -43,31 +43,20 @@ class Mapping(TransferStrategy):
                  beta: float = 1.0, map_batch_size: int = 1024, facts: DataFacts | None = None,
                  **kwargs: Any) -> None:
         facts = require_facts(facts, "Mapping", "it maps only users with source data onto target users")
-        if source_model is None:
-            raise ValueError("mapping needs a source_model (the source stage, or strategy.source_ckpt)")
         check_finite(beta=beta)
         if beta < 0 or map_batch_size < 1:
             raise ValueError(f"strategy.beta must be >= 0 and strategy.map_batch_size >= 1, got {beta}, "
                              f"{map_batch_size}")
-        own = model.user_encoder
-        if not (hasattr(own, "num") and hasattr(own, "dim")):
-            raise ValueError("mapping wraps an id-embedding user encoder (model=mf or model=ncf)")
-        with torch.no_grad():
-            source = source_model.user_vectors(torch.arange(own.num))
-        model.user_encoder = MappedUserEncoder(own, source, make_mapper(source.shape[1], own.dim, mapper, hidden_dim))
+        wrap_user_encoder(model, source_model, "mapping", lambda f, d: make_mapper(f, d, mapper, hidden_dim))
         super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.beta, self.map_batch_size = beta, map_batch_size
         self.register_buffer("map_users", torch.zeros(0, dtype=torch.long), persistent=False)
-        has_target = facts.users_with_training_data([target_domain])
-        has_source = facts.users_with_training_data(list(source_domains))
-        if not (has_target & has_source).any():
-            raise ValueError("mapping needs users with both source data and target training data; there are none")
-        self.set_users(has_target, has_source)
+        self.set_users(*overlap_users(facts, target_domain, source_domains, "mapping"))
 
     def set_users(self, has_target_train: np.ndarray, has_source: np.ndarray) -> None:
         """Which users own a target vector, and which of them train the mapping ([U] bool arrays)."""
         encoder = self.model.user_encoder
-        encoder.has_own.copy_(torch.from_numpy(has_target_train))
+        mark_own_vectors(encoder, has_target_train)
         self.map_users = torch.from_numpy(np.flatnonzero(has_target_train & has_source)).to(encoder.has_own.device)
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:

@@ -164,4 +164,5 @@ def test_user_error_classes_and_records(tmp_path):
     with pytest.raises(MissingConfigException) as err:
         compose(["model=nope"], output_dir=tmp_path)
     assert one_line(err.value) == ("In 'train': Could not find 'model/nope'; "
-                                   "Available options in 'model': bitgcf, conet, dtcdr, gru4rec, lightgcn, mf, ncf, sasrec")
+                                   "Available options in 'model': bitgcf, conet, dtcdr, gru4rec, lightgcn, mf, ncf, "
+                                   "sasrec")

@@ -163,6 +163,11 @@ class TransferStrategy(pl.LightningModule):
         # ``sparse`` once, when it is built, to reduce sparse gradients as sparse tensors.
         if getattr(getattr(self.optimizer_factory, "func", self.optimizer_factory), "sparse_gradients", False):
             self._sparse_id_gradients()
+        # DDP broadcasts every buffer from rank 0 and cannot broadcast sparse ones (a graph model's adjacency):
+        # each rank builds those from the same training data, so DDP leaves them alone.
+        sparse = [name for name, buffer in self.named_buffers() if buffer.is_sparse]
+        if sparse:
+            self._ddp_params_and_buffers_to_ignore = sparse
 
     def _sparse_id_gradients(self) -> None:
         """Switch the id embeddings to sparse gradients (an optimiser that updates only the rows used)."""

@@ -56,7 +56,7 @@ class PTUPCDR(TransferStrategy):
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, meta_dim: int = 50, max_history: int = 20,
                  history_min_rating: float | None = None, meta_lr: float | None = 0.01, beta: float = 1.0,
-                 meta_batch_size: int | None = 256, schedule: str = "sequential", target_epochs: int = 20,
+                 meta_batch_size: int | None = 256, schedule: str = "sequential", target_epochs: int = 10,
                  facts: DataFacts | None = None, **kwargs: Any) -> None:
         facts = require_facts(facts, "PTUPCDR", "it reads the users' source histories and which users are cold")
         check_finite(beta=beta, **({} if meta_lr is None else {"meta_lr": meta_lr}))

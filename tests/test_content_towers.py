@@ -341,7 +341,8 @@ STRATEGIES = [
     ["strategy=fusion", "strategy.stage.max_epochs=1"],
     ["strategy=feature_reuse", "strategy.stage.max_epochs=1"],
     ["strategy=mapping", "strategy.stage.max_epochs=1"],
-    ["strategy=ptupcdr", "strategy.stage.max_epochs=1"],
+    # one epoch: the joint schedule (the sequential one needs a target and a meta epoch; test_ptupcdr.py runs it)
+    ["strategy=ptupcdr", "strategy.stage.max_epochs=1", "strategy.schedule=joint"],
     ["strategy=finetune", "strategy.stage.max_epochs=1", "model=sasrec", *TINY_SEQ,
      "model.content.adaptor=whitening_moe"],
 ]

@@ -13,6 +13,7 @@ from translearn.build import build_data, build_datamodule, build_model, build_st
 from translearn.cli.config import compose
 from translearn.data.facts import DataFacts
 from translearn.data.schema import Interactions
+from translearn.errors import ConfigError
 from translearn.losses import BPRLoss
 from translearn.models import matrix_factorization
 from translearn.models.meta_bridge import PAD, MetaBridge, latest_items
@@ -96,7 +97,8 @@ def test_meta_loss_is_the_task_loss_on_target_rows_of_overlapping_users():
     facts = _facts([True, True, False, True], [True, True, True, False], source_rows)
     source = _mf([[1.0, 0.0], [0.0, 2.0], [0.0, 0.0], [1.0, 1.0]], {"s": ITEMS})
     target = _mf([[3.0, 3.0], [-3.0, 1.0], [1.0, 1.0], [0.0, 0.0]], {"t": [[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]})
-    strategy = PTUPCDR(target, "t", ["s"], source_model=source, meta_dim=2, loss=BPRLoss(), facts=facts)
+    strategy = PTUPCDR(target, "t", ["s"], source_model=source, meta_dim=2, loss=BPRLoss(), facts=facts,
+                       schedule="joint")
     bridge = target.user_encoder.mapper
     assert bridge.history[:, :2].tolist() == [[0, PAD], [1, 2], [PAD, PAD], [2, PAD]]
     with torch.no_grad():  # every user's bridge is [[2, 0], [0, -1]] (the decoder's output is its bias)
@@ -170,14 +172,100 @@ def test_cold_start_users_never_contribute_target_rows(tmp_path, run_overrides):
     assert set(encoder.mapper.history[u].tolist()) - {PAD} <= own
 
 
+def _sequential_strategy() -> tuple[PTUPCDR, dict]:
+    """Users 0, 1 overlap, user 2 is cold; a target phase of 1 epoch. Returns the strategy and one batch."""
+    source_rows = Interactions(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2]))
+    facts = _facts([True, True, True], [True, True, False], source_rows)
+    source = _mf([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]], {"s": ITEMS})
+    target = _mf([[0.3, 0.1], [-0.2, 0.4], [0.0, 0.0]], {"t": [[0.5, 0.0], [0.0, 0.5], [0.2, 0.3]]})
+    strategy = PTUPCDR(target, "t", ["s"], source_model=source, meta_dim=2, loss=BPRLoss(), facts=facts,
+                       target_epochs=1, meta_lr=0.1)
+    batch = {"t": {"users": torch.tensor([0, 1, 0]), "items": torch.tensor([0, 1, 2]),
+                   "negatives": torch.tensor([[1], [0], [1]])}}
+    return strategy, batch
+
+
+def _one_step(strategy: PTUPCDR, batch: dict) -> dict[str, torch.Tensor]:
+    optimizer = torch.optim.Adam(strategy.param_groups(), lr=0.1)
+    optimizer.zero_grad(set_to_none=True)
+    out = strategy.compute_loss(batch)
+    out["loss"].backward()
+    optimizer.step()
+    return out
+
+
+def _weights(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: p.detach().clone() for name, p in module.named_parameters()}
+
+
+def _changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {name for name, p in module.named_parameters() if not torch.equal(before[name], p.detach())}
+
+
+def test_sequential_schedule_trains_the_target_then_only_the_meta_network(monkeypatch):
+    strategy, batch = _sequential_strategy()
+    assert strategy.schedule == "sequential" and strategy.selection_from_epoch == 1
+    mapper = strategy.model.user_encoder.mapper
+    target_names = {n for n, _ in strategy.model.named_parameters() if not n.startswith("user_encoder.mapper.")}
+    # Target phase (epoch 0): loss_t alone; the target model learns, the meta network does not.
+    monkeypatch.setattr(PTUPCDR, "current_epoch", property(lambda self: 0))
+    before = _weights(strategy.model)
+    out = _one_step(strategy, batch)
+    assert set(out) == {"loss", "loss_t"}
+    changed = _changed(before, strategy.model)
+    assert changed and changed <= target_names
+    # Meta phase (epoch 1): loss_meta alone; every target weight stays as it is, the meta network learns.
+    monkeypatch.setattr(PTUPCDR, "current_epoch", property(lambda self: 1))
+    before, before_meta = _weights(strategy.model), _weights(mapper)
+    for _ in range(3):
+        out = _one_step(strategy, batch)
+        assert set(out) == {"loss", "loss_meta"}
+    changed = _changed(before, strategy.model)
+    assert changed and not changed & target_names
+    assert _changed(before_meta, mapper)
+    # the meta phase's loss is the task loss of the bridged vectors against the (fixed) target items
+    loss = strategy.compute_loss(batch)["loss"]
+    assert loss.item() == pytest.approx(strategy.meta_loss(batch["t"]).item(), rel=1e-6)
+
+
+def test_schedule_refusals_name_the_config_key():
+    rows = Interactions(np.array([0]), np.array([0]))
+    facts = _facts([True, True], [True, True], rows)
+    source = _mf([[1.0, 0.0], [0.0, 1.0]], {"s": ITEMS})
+    with pytest.raises(ConfigError, match="strategy.schedule"):
+        PTUPCDR(_mf([[0.0, 0.0]] * 2, {"t": ITEMS}), "t", ["s"], source_model=source, facts=facts, schedule="x")
+    with pytest.raises(ConfigError, match="strategy.target_epochs"):
+        PTUPCDR(_mf([[0.0, 0.0]] * 2, {"t": ITEMS}), "t", ["s"], source_model=source, facts=facts, target_epochs=0)
+
+
+def _logged(run) -> list[dict[str, str]]:
+    import csv
+
+    with next(run.rglob("metrics.csv")).open() as f:
+        return list(csv.DictReader(f))
+
+
 def test_ptupcdr_trains_through_translearn_train(tmp_path, run_overrides, run_cli):
     run = tmp_path / "run"
     done = run_cli("translearn-train", [*run_overrides, "strategy=ptupcdr", "strategy.stage.max_epochs=2",
+                                        "strategy.target_epochs=2", "trainer.max_epochs=4",
                                         "data.split=cold_start", "data.split.holdout_fraction=0.5", "logger=csv",
                                         f"hydra.run.dir={run}"], tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((run / "metrics.json").read_text())
     assert summary["strategy"] == "PTUPCDR"
     assert 0.5 < summary["test/target/auc"] < 1.0  # cold users' items ranked above chance by the bridge
-    logged = (next(run.rglob("metrics.csv"))).read_text().splitlines()[0].split(",")
-    assert {"train/loss_meta", "train/loss_t"} <= set(logged)
+    assert summary["best_epoch"] in (2, 3)  # selected among the meta phase's epochs only
+    rows = _logged(run)
+    t_epochs = {r["epoch"] for r in rows if r.get("train/loss_t")}
+    meta_epochs = {r["epoch"] for r in rows if r.get("train/loss_meta")}
+    assert t_epochs == {"0", "1"} and meta_epochs == {"2", "3"}
+
+
+def test_max_epochs_must_leave_a_meta_phase(tmp_path, run_overrides, run_cli):
+    done = run_cli("translearn-train", [*run_overrides, "strategy=ptupcdr", "strategy.stage.max_epochs=1",
+                                        "strategy.target_epochs=2", "trainer.max_epochs=2",
+                                        "data.split=cold_start", "data.split.holdout_fraction=0.5", "logger=none",
+                                        f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    assert done.returncode != 0
+    assert "strategy.target_epochs" in done.stderr

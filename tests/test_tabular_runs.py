@@ -34,6 +34,8 @@ def test_strategy_on_user_files(strategy, files, tmp_path):
     ]
     if strategy not in ("target_only", "joint"):
         overrides.append("strategy.stage.max_epochs=1")
+    if strategy == "ptupcdr":  # one epoch: the joint schedule (test_ptupcdr.py runs the sequential one)
+        overrides.append("strategy.schedule=joint")
     summary = train(compose(overrides, output_dir=tmp_path / "run"))
     assert summary["target_domain"] == "movies" and 0.0 <= summary["test/target/hr@10"] <= 1.0
 

@@ -23,10 +23,22 @@ from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from translearn.cache import atomic_write_file
 
 
+def selecting(trainer: pl.Trainer) -> bool:
+    """Whether this epoch takes part in model selection and early stopping: from the module's
+    ``selection_from_epoch`` on (0 when it has none). A strategy with a schedule (``ptupcdr``'s target
+    phase, then its meta phase) names the epoch from which its validation value means what it monitors."""
+    return trainer.current_epoch >= getattr(trainer.lightning_module, "selection_from_epoch", 0)
+
+
 class RunCheckpoint(ModelCheckpoint):
-    """``ModelCheckpoint`` (same arguments) whose state survives a resume into another folder."""
+    """``ModelCheckpoint`` (same arguments) whose state survives a resume into another folder; its best
+    checkpoint is chosen among the epochs from the strategy's ``selection_from_epoch`` on (``selecting``)."""
 
     _resumed_from: str | None = None
+
+    def _save_topk_checkpoint(self, trainer: pl.Trainer, monitor_candidates: dict[str, torch.Tensor]) -> None:
+        if self.monitor is None or selecting(trainer):  # the monitor-less one (last.ckpt) saves every epoch
+            super()._save_topk_checkpoint(trainer, monitor_candidates)
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
@@ -71,7 +83,8 @@ class EarlyStopping(LightningEarlyStopping):
     training. Improvements are tracked before the floor as well, so once the floor is passed the run stops
     at the first check that has waited ``patience`` checks since the best one. A non-finite metric or a
     ``stopping_threshold``/``divergence_threshold`` still stops at once. ``min_steps`` counts
-    ``trainer.global_step`` (the same on every DDP rank).
+    ``trainer.global_step`` (the same on every DDP rank). Epochs before the strategy's
+    ``selection_from_epoch`` are not checked at all (``selecting``): patience counts from that epoch.
     """
 
     def __init__(self, *args: Any, min_steps: int = 0, **kwargs: Any) -> None:
@@ -82,6 +95,8 @@ class EarlyStopping(LightningEarlyStopping):
         self._global_step = 0
 
     def _run_early_stopping_check(self, trainer: pl.Trainer) -> None:
+        if not selecting(trainer):
+            return
         self._global_step = trainer.global_step
         super()._run_early_stopping_check(trainer)
 

@@ -11,11 +11,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from translearn.data.facts import DataFacts, require_facts
-from translearn.errors import check_finite
+from translearn.errors import ConfigError, check_finite
 from translearn.models.meta_bridge import MetaBridge, latest_items
 from translearn.models.recommender import Recommender
 from translearn.strategies.base import TransferStrategy
 from translearn.strategies.cold_start import mark_own_vectors, overlap_users, wrap_user_encoder
+
+SCHEDULES = ("sequential", "joint")
 
 
 class _HeadCall(nn.Module):
@@ -30,13 +32,21 @@ class _HeadCall(nn.Module):
 
 
 class PTUPCDR(TransferStrategy):
-    """``loss = loss_t + beta * loss_meta``. ``loss_meta`` is the run's loss (BPR, BCE, softmax or MSE) on the
-    batch's target training rows of users who also have source data (at most ``meta_batch_size``), scored
-    with the bridged vector ``s_u @ W_u`` against the target model's item vectors, the target side
-    detached (the paper trains the meta network against a fixed target model): the task-oriented loss,
-    not a distance to ``t_u``. ``W_u = meta(source history of u)`` (``models.meta_bridge.MetaBridge``).
-    Users without target training data (cold start) are scored with ``s_u @ W_u``; the others with
-    their own vector."""
+    """The meta network ``W_u = meta(source history of u)`` (``models.meta_bridge.MetaBridge``) bridges a
+    user's source-stage vector ``s_u`` into the target space, ``s_u @ W_u``. Users without target
+    training data (cold start) are scored with it; the others with their own vector.
+
+    ``loss_meta`` is the run's loss (BPR, BCE, softmax or MSE) on the batch's target training rows of users
+    who also have source data (at most ``meta_batch_size``), scored with the bridged vector against the
+    target model's item vectors, the target side detached: the task-oriented loss, not a distance to
+    ``t_u``. ``loss_t`` is the target model's own loss.
+
+    ``schedule='sequential'`` (the paper's): epochs ``0 .. target_epochs - 1`` train the target model alone
+    (``loss = loss_t``; the meta network gets no gradient), the later epochs the meta network alone
+    against the now fixed target model (``loss = loss_meta``; no target weight gets a gradient, so none
+    changes). Model selection and early stopping start at the meta phase (``selection_from_epoch``):
+    before it the cold users' validation value measures an untrained meta network.
+    ``schedule='joint'``: ``loss = loss_t + beta * loss_meta`` from the first step, selection over every epoch."""
 
     uses_source_model = True
     user_bridge = "users"  # see translearn.strategies.bridge
@@ -46,13 +56,20 @@ class PTUPCDR(TransferStrategy):
     def __init__(self, model: Recommender, target_domain: str, source_domains: Sequence[str] = (),
                  source_model: Recommender | None = None, meta_dim: int = 50, max_history: int = 20,
                  history_min_rating: float | None = None, meta_lr: float | None = 0.01, beta: float = 1.0,
-                 meta_batch_size: int | None = 256, facts: DataFacts | None = None, **kwargs: Any) -> None:
+                 meta_batch_size: int | None = 256, schedule: str = "sequential", target_epochs: int = 10,
+                 facts: DataFacts | None = None, **kwargs: Any) -> None:
         facts = require_facts(facts, "PTUPCDR", "it reads the users' source histories and which users are cold")
         check_finite(beta=beta, **({} if meta_lr is None else {"meta_lr": meta_lr}))
         if beta < 0 or (meta_lr is not None and meta_lr <= 0):
             raise ValueError(f"strategy.beta must be >= 0 and strategy.meta_lr > 0 (or null), got {beta}, {meta_lr}")
         if meta_batch_size is not None and meta_batch_size < 1:
             raise ValueError(f"strategy.meta_batch_size must be >= 1 (or null), got {meta_batch_size}")
+        if schedule not in SCHEDULES:
+            raise ConfigError(f"config key 'strategy.schedule': expected one of {', '.join(SCHEDULES)}, got "
+                              f"{schedule!r}", config_key="strategy.schedule")
+        if schedule == "sequential" and target_epochs < 1:
+            raise ConfigError(f"config key 'strategy.target_epochs': expected an integer >= 1 (epochs of the target "
+                              f"phase), got {target_epochs}", config_key="strategy.target_epochs")
         if len(source_domains) != 1:
             raise ValueError(f"ptupcdr reads one source domain's histories; the data has {len(source_domains)} "
                              f"sources ({', '.join(source_domains)})")
@@ -70,9 +87,27 @@ class PTUPCDR(TransferStrategy):
         wrap_user_encoder(model, source_model, "ptupcdr", meta_network)
         super().__init__(model, target_domain, source_domains, facts=facts, **kwargs)
         self.beta, self.meta_lr, self.meta_batch_size = beta, meta_lr, meta_batch_size
+        self.schedule, self.target_epochs = schedule, target_epochs
         has_target, has_source = overlap_users(facts, target_domain, source_domains, "ptupcdr")
         mark_own_vectors(self.model.user_encoder, has_target)
         self.register_buffer("has_source", torch.from_numpy(has_source), persistent=False)
+
+    @property
+    def selection_from_epoch(self) -> int:
+        """The first epoch that model selection and early stopping consider (``translearn.callbacks``)."""
+        return self.target_epochs if self.schedule == "sequential" else 0
+
+    def in_meta_phase(self) -> bool:
+        """Sequential schedule: whether this epoch trains the meta network (else the target model)."""
+        return self.current_epoch >= self.target_epochs
+
+    def on_fit_start(self) -> None:
+        max_epochs = self.trainer.max_epochs
+        if self.schedule == "sequential" and max_epochs is not None and 0 <= max_epochs <= self.target_epochs:
+            raise ConfigError(f"config key 'strategy.target_epochs': the target phase takes {self.target_epochs} "
+                              f"epochs, but trainer.max_epochs={max_epochs} leaves none to train the meta network; "
+                              "lower strategy.target_epochs or raise trainer.max_epochs",
+                              config_key="strategy.target_epochs")
 
     def param_groups(self) -> list[dict]:
         """The meta network at ``meta_lr`` (the paper's 0.01; null: the run's), the rest at the run's."""
@@ -89,8 +124,8 @@ class PTUPCDR(TransferStrategy):
         if self.meta_batch_size is not None:
             keep &= torch.cumsum(keep, dim=0) <= self.meta_batch_size
         users = part["users"][keep]
-        if len(users) == 0:
-            return torch.zeros((), device=keep.device)
+        if len(users) == 0:  # zero, but a graph: the meta phase's loss must still backpropagate
+            return sum(p.sum() for p in self.model.user_encoder.mapper.parameters()) * 0.0
         vectors = self.model.user_encoder.mapped(users)  # [B, D]
         head = self.model.head
         frozen = {f"head.{name}": p.detach() for name, p in head.named_parameters()}
@@ -109,6 +144,12 @@ class PTUPCDR(TransferStrategy):
 
     def compute_loss(self, batch: dict[str, dict[str, Tensor]]) -> dict[str, Tensor]:
         part = batch[self.target_domain]
+        if self.schedule == "sequential":
+            if self.in_meta_phase():
+                loss_meta = self.meta_loss(part)
+                return {"loss": loss_meta, "loss_meta": loss_meta}
+            loss_t = self.domain_loss(self.target_domain, part)
+            return {"loss": loss_t, "loss_t": loss_t}
         loss_t = self.domain_loss(self.target_domain, part)
         loss_meta = self.meta_loss(part)
         return {"loss": loss_t + self.beta * loss_meta, "loss_t": loss_t, "loss_meta": loss_meta}

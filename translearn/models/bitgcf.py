@@ -41,7 +41,7 @@ from translearn.errors import ConfigError
 from translearn.models.content_towers import TableCache
 from translearn.models.encoders import IdEmbedding
 from translearn.models.heads import DotHead
-from translearn.models.lightgcn import Graph
+from translearn.models.lightgcn import Graph, init_tables
 from translearn.models.recommender import Query, Recommender, query_users
 
 CONNECTS = ("concat", "mean")
@@ -92,11 +92,7 @@ class BiTGCF(Recommender):
                 raise ValueError(f"the graph of domain {d!r} has {g.shape[0]} users, the model {num_users}")
         users = nn.ModuleDict({d: IdEmbedding(num_users, embedding_dim) for d in graphs})
         items = {d: IdEmbedding(int(g.shape[1]), embedding_dim) for d, g in graphs.items()}
-        for table in (*users.values(), *items.values()):
-            if init_std is None:
-                nn.init.xavier_normal_(table.weight)
-            else:
-                nn.init.normal_(table.weight, 0.0, init_std)
+        init_tables((*users.values(), *items.values()), init_std)
         super().__init__(users, items, DotHead())
         self.graphs = nn.ModuleDict({d: Graph(g) for d, g in graphs.items()})
         target, source = list(graphs)

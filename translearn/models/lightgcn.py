@@ -21,7 +21,7 @@ so a user's vector depends on the predicted domain (``query_vectors(domain, quer
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -48,6 +48,16 @@ def normalized_adjacency(graph: Tensor) -> Tensor:
     n = num_users + num_items
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), torch.cat([w, w]), (n, n),
                                    check_invariants=False).coalesce()
+
+
+def init_tables(tables: Iterable[nn.Module], init_std: float | None) -> None:
+    """Initialise each table's ``weight``: Xavier normal (std sqrt(2 / (rows + dim)), LightGCN's and BiTGCF's
+    choice) when ``init_std`` is None, else N(0, init_std^2)."""
+    for table in tables:
+        if init_std is None:
+            nn.init.xavier_normal_(table.weight)
+        else:
+            nn.init.normal_(table.weight, 0.0, init_std)
 
 
 class Graph(nn.Module):
@@ -77,11 +87,7 @@ class LightGCN(Recommender):
                 raise ValueError(f"the graph of domain {d!r} has {g.shape[0]} users, the model {num_users}")
         users = IdEmbedding(num_users, embedding_dim)
         items = {d: IdEmbedding(int(g.shape[1]), embedding_dim) for d, g in graphs.items()}
-        for table in (users, *items.values()):  # the paper: Xavier; init_std: N(0, init_std^2) instead
-            if init_std is None:
-                nn.init.xavier_normal_(table.weight)
-            else:
-                nn.init.normal_(table.weight, 0.0, init_std)
+        init_tables((users, *items.values()), init_std)
         super().__init__(users, items, DotHead())
         self.graphs = nn.ModuleDict({d: Graph(g) for d, g in graphs.items()})
         self.num_layers, self.reg_weight = int(num_layers), float(reg_weight)

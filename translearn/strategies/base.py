@@ -194,7 +194,11 @@ class TransferStrategy(pl.LightningModule):
         if "negatives" not in part:
             raise ValueError(f"the loss {type(self.loss_fn).__name__} needs sampled negatives; "
                              "set data.num_negatives >= 1")
-        pos, neg = self.model.score_pos_neg(domain, part, part["items"], part["negatives"])
+        return self._pair_loss(domain, part, *self.model.score_pos_neg(domain, part, part["items"],
+                                                                       part["negatives"]))
+
+    def _pair_loss(self, domain: str, part: dict[str, Tensor], pos: Tensor, neg: Tensor) -> Tensor:
+        """The loss of positives [B] against negatives [B, N], plus the model's own penalty on ``part``."""
         penalty = self.model.regularization(domain, part) if hasattr(self.model, "regularization") else None
         return self.loss_fn(pos, neg) if penalty is None else self.loss_fn(pos, neg) + penalty
 
@@ -206,12 +210,7 @@ class TransferStrategy(pl.LightningModule):
         if score_paired is None:
             return {d: self.domain_loss(d, batch[d]) for d in self.train_domains}
         scores = score_paired({d: batch[d] for d in self.train_domains})
-        out = {}
-        for d in self.train_domains:
-            penalty = self.model.regularization(d, batch[d])
-            loss = self.loss_fn(*scores[d])
-            out[d] = loss if penalty is None else loss + penalty
-        return out
+        return {d: self._pair_loss(d, batch[d], *scores[d]) for d in self.train_domains}
 
     def _sequence_loss(self, domain: str, part: dict[str, Tensor]) -> Tensor:
         """Next-item loss at every position whose label is an item of ``domain``: full softmax (loss=ce)
